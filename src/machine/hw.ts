@@ -1,0 +1,58 @@
+/**
+ * The hardware interfaces the kernel model may use, and nothing else of `machine/`:
+ * configuration cycles (the ECAM window), and what platform firmware tells the OS
+ * (ACPI MCFG host bridges, DMAR/IVRS IOMMU units and their device scopes).
+ *
+ * A real driver learns exactly these facts; the kernel model must not read any other
+ * machine state. Provenance (`configKnown`) is the one extra: when a machine was built
+ * from an unprivileged capture, the bytes past what was captured are not known, and the
+ * kernel model records that the verdicts which read them are unknown rather than
+ * presenting a guess as Linux's answer.
+ */
+
+export interface PciConfigAccess {
+  /** Config read of `width` bytes; all ones when no function answers (master abort). */
+  read(domain: number, bus: number, devfn: number, offset: number, width: 1 | 2 | 4): number;
+  write(
+    domain: number,
+    bus: number,
+    devfn: number,
+    offset: number,
+    width: 1 | 2 | 4,
+    value: number,
+  ): void;
+  /** How many leading bytes of this function's config space are known facts. */
+  configKnown(domain: number, bus: number, devfn: number): number;
+}
+
+/** A PCI root bus as firmware (ACPI _CRS / MCFG) or the VMD driver reports it. */
+export interface RootBusDesc {
+  domain: number;
+  bus: number;
+  /** Intel VMD: the endpoint (domain, bus, devfn) whose BAR hosts this domain's ECAM. */
+  vmd?: { domain: number; bus: number; devfn: number };
+}
+
+export type IommuKind = "intel-vtd" | "amd-vi" | "virtio";
+
+/** An IOMMU unit as the DMAR/IVRS/virtio-iommu description gives it. */
+export interface IommuUnitDesc {
+  kind: IommuKind;
+  name: string;
+  /** VT-d CAP_REG / ECAP_REG (0n for other kinds). */
+  cap: bigint;
+  ecap: bigint;
+  segment: number;
+  /** Functions this unit translates: all of the segment, or a device-scope list. */
+  scope: { all: true; exclude: string[] } | { all: false; devices: string[] };
+}
+
+export interface Firmware {
+  rootBuses(): RootBusDesc[];
+  iommuUnits(): IommuUnitDesc[];
+}
+
+export interface Hardware {
+  pci: PciConfigAccess;
+  firmware: Firmware;
+}
