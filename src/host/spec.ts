@@ -164,13 +164,16 @@ const functionSpec: z.ZodType<FunctionSpec, unknown> = z.lazy(() =>
 
 export const IOMMU_KINDS = ["intel-vtd", "amd-vi", "virtio", "none"] as const;
 
+/** A 64-bit register as hex text ("0x..." or bare digits): JSON numbers cannot hold it. */
+const reg64 = z.string().regex(/^(0x)?[0-9a-fA-F]{1,16}$/, "expected a 64-bit register in hex");
+
 const iommuSpec = z.strictObject({
   kind: z.enum(IOMMU_KINDS),
   /** sysfs class name: dmar0, ivhd0, ... */
   name: z.string(),
   /** VT-d capability / extended capability registers (sysfs intel-iommu/{cap,ecap}). */
-  cap: hexOrInt("a 64-bit register", Number.MAX_SAFE_INTEGER).optional(),
-  ecap: hexOrInt("a 64-bit register", Number.MAX_SAFE_INTEGER).optional(),
+  cap: reg64.optional(),
+  ecap: reg64.optional(),
   /** PCI domain (segment) this unit serves; every function of it unless listed in `exclude`. */
   segment: hexOrInt("a PCI domain", 0xfffff).default(0),
   /** Restrict the unit to these functions (DMAR device scope); default: INCLUDE_PCI_ALL. */

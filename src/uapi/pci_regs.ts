@@ -127,3 +127,11 @@ export const PCI_FUNC = (devfn: number): number => devfn & 7;
 
 export const PCI_CLASS_BRIDGE_PCI = 0x0604;
 export const PCI_CLASS_DISPLAY_VGA = 0x0300;
+export const PCI_CLASS_BRIDGE_OTHER = 0x0680;
+/** Full 24-bit class (base, subclass, prog-if) of an NVM Express controller. */
+export const PCI_CLASS_STORAGE_EXPRESS = 0x010802;
+
+/* BAR decoding */
+export const PCI_BASE_ADDRESS_MEM_TYPE_MASK = 0x06;
+export const PCI_BASE_ADDRESS_MEM_MASK = ~0x0f;
+export const PCI_BASE_ADDRESS_IO_MASK = ~0x03;

@@ -61,6 +61,10 @@ export class PciDev {
   /** Devfns on the same bus this function may use as requester ID (pci_add_dma_alias). */
   dmaAliasMask: Set<number> | null = null;
   readonly devFlags = new Set<PciDevFlag>();
+  /** Set on the bridge by pci_configure_ari() when ARI forwarding was enabled. */
+  ariEnabled = false;
+  /** A capability walk read bytes the capture did not hold (unprivileged input). */
+  capsUnknown = false;
   isVirtfn = false;
   physfn: PciDev | null = null;
   /** Facts the kernel logged while setting this device up (quirks, corrections). */

@@ -1,0 +1,277 @@
+/**
+ * HostSpec → Machine. Flattens nested `children` (assigning bus numbers depth-first, as
+ * firmware does), lays out each function's config space, rebuilds the physical tree from
+ * bridge bus numbers (a bus no bridge claims is a root bus of its host bridge), and
+ * rejects what no real fabric can be: duplicate addresses, a bus claimed by two bridges,
+ * bus-number cycles. Observed kernel state (drivers, groups) is kept beside the machine.
+ */
+import { Machine } from "../machine/machine.js";
+import { buildConfigSpace, rawConfigSpace } from "../machine/pci/builder.js";
+import type { ConfigSpace } from "../machine/pci/config-space.js";
+import type { PciFunction, PhysBus } from "../machine/pci/fabric.js";
+import * as R from "../uapi/pci_regs.js";
+import { InputError } from "./errors.js";
+import { BDF_RE, PCIE_TYPE_CODE, SLOT_RE, type FunctionSpec, type HostSpec } from "./spec.js";
+
+export interface Observed {
+  driver?: string;
+  group?: number;
+}
+
+export interface Host {
+  name: string;
+  description?: string;
+  spec: HostSpec;
+  machine: Machine;
+  cmdline: string;
+  unprivileged: boolean;
+  /** Every function's description by "dddd:bb:dd.f" (nested children included). */
+  functions: Map<string, FunctionSpec>;
+  /** What the running kernel was seen doing, by "dddd:bb:dd.f". */
+  observed: Map<string, Observed>;
+  /** Where the host came from, for messages. */
+  source: string;
+}
+
+interface Flat {
+  spec: FunctionSpec;
+  domain: number;
+  bus: number;
+  devfn: number;
+  name: string;
+  /** "functions[3].children[0]" for messages. */
+  path: string;
+  config?: ConfigSpace;
+}
+
+export function formatBdf(domain: number, bus: number, devfn: number): string {
+  return `${domain.toString(16).padStart(4, "0")}:${bus.toString(16).padStart(2, "0")}:${(devfn >> 3)
+    .toString(16)
+    .padStart(2, "0")}.${devfn & 7}`;
+}
+
+export function parseBdf(s: string): { domain: number; bus: number; devfn: number } | null {
+  const m = BDF_RE.exec(s);
+  if (!m) return null;
+  return {
+    domain: m[1] ? parseInt(m[1], 16) : 0,
+    bus: parseInt(m[2] as string, 16),
+    devfn: R.PCI_DEVFN(parseInt(m[3] as string, 16), parseInt(m[4] as string, 10)),
+  };
+}
+
+export function buildHost(spec: HostSpec, source: string): Host {
+  const fail = (detail: string, field?: string): never => {
+    throw new InputError(source, detail, undefined, field);
+  };
+  const flat = flatten(spec, fail);
+
+  // Config space for every function.
+  for (const f of flat) f.config = configFor(f, flat, fail);
+
+  // Which bridge claims which bus.
+  const key = (d: number, b: number) => `${d}:${b}`;
+  const claim = new Map<string, Flat>();
+  for (const f of flat) {
+    const cs = f.config as ConfigSpace;
+    if ((cs.read(R.PCI_HEADER_TYPE, 1) & R.PCI_HEADER_TYPE_MASK) !== R.PCI_HEADER_TYPE_BRIDGE) continue;
+    const sec = cs.read(R.PCI_SECONDARY_BUS, 1);
+    if (sec === 0) continue;
+    if (sec === f.bus) fail(`bridge ${f.name} has its own bus ${hex2(sec)} as secondary bus`, `${f.path}.secondary`);
+    const other = claim.get(key(f.domain, sec));
+    if (other) fail(`bus ${hex2(sec)} is the secondary bus of both ${other.name} and ${f.name}`, `${f.path}.secondary`);
+    claim.set(key(f.domain, sec), f);
+  }
+  // Walk each bus up its chain of bridges: a revisited bus is a cycle.
+  for (const f of flat) {
+    const seen = new Set<string>();
+    let k = key(f.domain, f.bus);
+    while (claim.has(k)) {
+      if (seen.has(k)) {
+        fail(`bus numbers form a cycle through bridge ${(claim.get(k) as Flat).name}`, `${f.path}`);
+      }
+      seen.add(k);
+      const br = claim.get(k) as Flat;
+      k = key(br.domain, br.bus);
+    }
+  }
+
+  const machine = new Machine(spec.name);
+  const vmdDomains = new Map<number, Flat>();
+  for (const f of flat) {
+    if (f.spec.vmd) vmdDomains.set(f.spec.vmd.domain, f);
+  }
+  // Root buses: every bus number with functions that no bridge claims.
+  const buses = new Map<string, PhysBus>();
+  const rootKeys = [...new Set(flat.map((f) => key(f.domain, f.bus)))].filter((k) => !claim.has(k));
+  rootKeys.sort((a, b) => cmpKey(a, b));
+  for (const k of rootKeys) {
+    const [d, b] = k.split(":").map(Number) as [number, number];
+    buses.set(k, machine.pci.addRoot(d, b));
+    const owner = vmdDomains.get(d);
+    machine.roots.push(
+      owner ? { domain: d, bus: b, vmd: { domain: owner.domain, bus: owner.bus, devfn: owner.devfn } } : { domain: d, bus: b },
+    );
+  }
+  // Attach functions parent-first: sort by depth so a bridge exists before its bus.
+  const depth = (f: Flat): number => {
+    let n = 0;
+    for (let k = key(f.domain, f.bus); claim.has(k); n++) {
+      const br = claim.get(k) as Flat;
+      k = key(br.domain, br.bus);
+    }
+    return n;
+  };
+  const ordered = [...flat].sort((a, b) => depth(a) - depth(b) || cmpKey(key(a.domain, a.bus), key(b.domain, b.bus)) || a.devfn - b.devfn);
+  const fns = new Map<Flat, PciFunction>();
+  for (const f of ordered) {
+    let bus = buses.get(key(f.domain, f.bus));
+    if (!bus) {
+      const br = claim.get(key(f.domain, f.bus)) as Flat;
+      bus = machine.pci.link(fns.get(br) as PciFunction);
+      buses.set(key(f.domain, f.bus), bus);
+    }
+    fns.set(f, machine.pci.attach(bus, f.devfn, f.config as ConfigSpace));
+  }
+  for (const f of flat) {
+    const br = fns.get(f) as PciFunction;
+    if (claim.get(key(f.domain, (f.config as ConfigSpace).read(R.PCI_SECONDARY_BUS, 1))) === f && !br.secondary) {
+      machine.pci.link(br); // an empty bus behind a bridge
+    }
+  }
+
+  for (const u of spec.iommu) {
+    if (u.kind === "none") continue;
+    const exclude = flat.filter((f) => f.domain === u.segment && f.spec.noIommu).map((f) => f.name);
+    machine.iommus.push({
+      kind: u.kind,
+      name: u.name,
+      cap: reg(u.cap),
+      ecap: reg(u.ecap),
+      segment: u.segment,
+      scope: u.devices ? { all: false, devices: u.devices.map(normBdf) } : { all: true, exclude },
+    });
+  }
+
+  const observed = new Map<string, Observed>();
+  for (const f of flat) {
+    if (f.spec.driver !== undefined || f.spec.group !== undefined) {
+      observed.set(f.name, { driver: f.spec.driver, group: f.spec.group });
+    }
+  }
+  return {
+    name: spec.name,
+    description: spec.description,
+    spec,
+    machine,
+    cmdline: spec.kernel.cmdline,
+    unprivileged: spec.unprivileged,
+    functions: new Map(flat.map((f) => [f.name, f.spec])),
+    observed,
+    source,
+  };
+}
+
+function normBdf(s: string): string {
+  const p = parseBdf(s) as { domain: number; bus: number; devfn: number };
+  return formatBdf(p.domain, p.bus, p.devfn);
+}
+
+function reg(v: string | undefined): bigint {
+  return v === undefined ? 0n : BigInt("0x" + v.replace(/^0x/i, ""));
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, "0");
+}
+
+function cmpKey(a: string, b: string): number {
+  const [ad, ab] = a.split(":").map(Number) as [number, number];
+  const [bd, bb] = b.split(":").map(Number) as [number, number];
+  return ad - bd || ab - bb;
+}
+
+/** Full addresses for every function; nested children get depth-first bus numbers. */
+function flatten(spec: HostSpec, fail: (d: string, f?: string) => never): Flat[] {
+  const out: Flat[] = [];
+  const used = new Map<number, Set<number>>(); // domain → bus numbers in use
+  const note = (d: number, b: number) => {
+    if (!used.has(d)) used.set(d, new Set());
+    (used.get(d) as Set<number>).add(b);
+  };
+  const nextFree = (d: number, above: number) => {
+    let n = above + 1;
+    while (used.get(d)?.has(n)) n++;
+    return n;
+  };
+
+  const visitNumbers = (fs: FunctionSpec[], top: boolean) => {
+    for (const f of fs) {
+      const p = top ? parseBdf(f.addr) : null;
+      if (p) note(p.domain, p.bus);
+      if (f.secondary !== undefined && p) note(p.domain, f.secondary);
+      if (f.subordinate !== undefined && p) note(p.domain, f.subordinate);
+      if (f.children) visitNumbers(f.children, false);
+    }
+  };
+  visitNumbers(spec.functions, true);
+
+  const seen = new Map<string, string>();
+  const add = (f: FunctionSpec, domain: number, bus: number, devfn: number, path: string) => {
+    const name = formatBdf(domain, bus, devfn);
+    const prev = seen.get(name);
+    if (prev) fail(`${name} is described twice (also at ${prev})`, path);
+    seen.set(name, path);
+    out.push({ spec: f, domain, bus, devfn, name, path });
+  };
+  const visitChildren = (parent: FunctionSpec, domain: number, bus: number, path: string) => {
+    if (!parent.children) return;
+    if (parent.header && parent.header !== "bridge") fail("only a bridge can have children", `${path}.children`);
+    const sec = parent.secondary ?? nextFree(domain, bus);
+    note(domain, sec);
+    parent.secondary = sec;
+    parent.children.forEach((c, i) => {
+      const p = `${path}.children[${i}]`;
+      const m = SLOT_RE.exec(c.addr);
+      if (!m) fail('expected "dd.f" (device and function below the bridge)', `${p}.addr`);
+      const mm = m as RegExpExecArray;
+      add(c, domain, sec, R.PCI_DEVFN(parseInt(mm[1] as string, 16), parseInt(mm[2] as string, 10)), p);
+      visitChildren(c, domain, sec, p);
+    });
+    parent.subordinate ??= Math.max(sec, subtreeMax(parent));
+  };
+  const subtreeMax = (f: FunctionSpec): number =>
+    Math.max(f.secondary ?? 0, ...(f.children ?? []).map(subtreeMax));
+  spec.functions.forEach((f, i) => {
+    const path = `functions[${i}]`;
+    const p = parseBdf(f.addr);
+    if (!p) fail('expected a PCI address "dddd:bb:dd.f"', `${path}.addr`);
+    const pp = p as { domain: number; bus: number; devfn: number };
+    add(f, pp.domain, pp.bus, pp.devfn, path);
+    visitChildren(f, pp.domain, pp.bus, path);
+  });
+  return out;
+}
+
+function configFor(f: Flat, all: Flat[], fail: (d: string, f?: string) => never): ConfigSpace {
+  const s = f.spec;
+  if (s.config !== undefined) {
+    const hex = s.config.replace(/\s+/g, "");
+    const n = hex.length / 2;
+    if (hex.length % 2 !== 0 || ![64, 128, 256, 4096].includes(n)) {
+      fail(`expected 64, 128, 256 or 4096 bytes of hex, got ${hex.length / 2}`, `${f.path}.config`);
+    }
+    const bytes = new Uint8Array(n);
+    for (let i = 0; i < n; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+    return rawConfigSpace(bytes);
+  }
+  const slotPeers = all.filter((o) => o.domain === f.domain && o.bus === f.bus && o.devfn >> 3 === f.devfn >> 3);
+  return buildConfigSpace({
+    ...s,
+    header: s.header ?? (s.children || s.secondary !== undefined ? "bridge" : "normal"),
+    multifunction: s.multifunction ?? slotPeers.length > 1,
+    pcieTypeCode: s.pcie ? PCIE_TYPE_CODE[s.pcie] : undefined,
+    primary: f.bus,
+    bars: s.bars?.map((b) => ({ ...b })),
+  });
+}

@@ -1,0 +1,326 @@
+/**
+ * IOMMU groups, drivers/iommu/iommu.c (Linux 6.12): devices are probed in bus order
+ * (bus_iommu_probe → bus_for_each_dev), a device outside every unit's scope gets no group,
+ * and a PCI device's group comes from pci_device_group(): the DMA alias walk
+ * (get_pci_alias_or_group), the climb to the topmost bridge failing REQ_ACS_FLAGS, then
+ * same-bus DMA aliases (get_pci_alias_group) and non-isolated functions of the same slot
+ * (get_pci_function_alias_group), else a new group. Group numbers come from an IDA: the
+ * lowest free number at allocation. Groups are never merged afterwards.
+ *
+ * Every decision is kept as a GroupEdge, so the reason a group is what it is can be shown.
+ */
+import type { IommuUnitDesc } from "../../machine/hw.js";
+import { pciAcsEnabled, pciAcsPathEnabled, REQ_ACS_FLAGS, type AcsVerdict } from "../pci/acs.js";
+import { pcieTypeName, type PciDev } from "../pci/pci.js";
+import type { QuirkContext } from "../pci/quirks.js";
+import { pciDevsAreDmaAliases, pciForEachDmaAlias, pciRealDmaDev, type AliasStep } from "../pci/search.js";
+
+export type ReasonCode =
+  | "ISOLATED"
+  | "BEHIND_PCI_BRIDGE"
+  | "DMA_ALIAS"
+  | "REAL_DMA_DEV"
+  | "ACS_PATH"
+  | "ACS_OK"
+  | "MF_SIBLINGS"
+  | "MF_ISOLATED"
+  | "ACS_BY_QUIRK"
+  | "NO_GROUP"
+  | "UNKNOWN_CAPS";
+
+export interface GroupEdge {
+  code: ReasonCode;
+  /** The device the fact is about. */
+  dev: string;
+  /** The other end: bridge, alias, sibling. */
+  other?: string;
+  text: string;
+  verdicts?: AcsVerdict[];
+}
+
+export class IommuGroup {
+  readonly devices: PciDev[] = [];
+  /** How each member came to be here: the founder's edge first, then each joiner's. */
+  readonly edges: GroupEdge[] = [];
+  constructor(
+    readonly id: number,
+    readonly unit: IommuUnitDesc,
+  ) {}
+}
+
+export interface DeviceTrace {
+  dev: string;
+  group: number | null;
+  /** Every fact examined, in the order the kernel examined it. */
+  steps: GroupEdge[];
+  /** The edge that decided: the one that found the group joined, or the founding one. */
+  decided: GroupEdge;
+}
+
+export class IommuSubsystem {
+  readonly groups = new Map<number, IommuGroup>();
+  private readonly groupOfDev = new Map<PciDev, IommuGroup>();
+  readonly traces = new Map<string, DeviceTrace>();
+
+  constructor(
+    private readonly units: IommuUnitDesc[],
+    private readonly allDevices: () => PciDev[],
+    private readonly quirks: QuirkContext,
+  ) {}
+
+  groupOf(dev: PciDev): IommuGroup | undefined {
+    return this.groupOfDev.get(dev);
+  }
+
+  /** The unit whose DMAR/IVRS scope covers dev (VFs by their PF, VMD children by the VMD). */
+  unitFor(dev: PciDev): IommuUnitDesc | undefined {
+    const real = pciRealDmaDev(dev.isVirtfn && dev.physfn ? dev.physfn : dev);
+    const d = real.isVirtfn && real.physfn ? real.physfn : real;
+    return this.units.find(
+      (u) =>
+        u.segment === d.bus.domain &&
+        (u.scope.all ? !u.scope.exclude.includes(d.name) : u.scope.devices.includes(d.name)),
+    );
+  }
+
+  /** __iommu_probe_device() for one PCI device. */
+  probeDevice(dev: PciDev): void {
+    if (this.groupOfDev.has(dev)) return;
+    const unit = this.unitFor(dev);
+    if (!unit) {
+      const edge: GroupEdge = {
+        code: "NO_GROUP",
+        dev: dev.name,
+        text: "not translated by any IOMMU unit (outside its DMAR/IVRS scope): no group",
+      };
+      this.traces.set(dev.name, { dev: dev.name, group: null, steps: [edge], decided: edge });
+      return;
+    }
+    const steps: GroupEdge[] = [];
+    const found = this.pciDeviceGroup(dev, steps);
+    let group = found?.group;
+    let decided: GroupEdge;
+    if (group && found) {
+      decided = found.edge;
+    } else {
+      group = new IommuGroup(this.allocId(), unit);
+      this.groups.set(group.id, group);
+      decided = founding(dev, steps);
+    }
+    group.devices.push(dev);
+    group.edges.push(decided);
+    this.groupOfDev.set(dev, group);
+    this.traces.set(dev.name, { dev: dev.name, group: group.id, steps, decided });
+  }
+
+  /** Removal (hot-unplug, VF disable): the group dies with its last device, freeing its id. */
+  removeDevice(dev: PciDev): void {
+    const g = this.groupOfDev.get(dev);
+    if (!g) return;
+    const i = g.devices.indexOf(dev);
+    g.devices.splice(i, 1);
+    g.edges.splice(i, 1);
+    this.groupOfDev.delete(dev);
+    this.traces.delete(dev.name);
+    if (g.devices.length === 0) this.groups.delete(g.id);
+  }
+
+  private allocId(): number {
+    let id = 0;
+    while (this.groups.has(id)) id++;
+    return id;
+  }
+
+  private acs(dev: PciDev): AcsVerdict {
+    return pciAcsEnabled(dev, REQ_ACS_FLAGS, this.quirks);
+  }
+
+  /** pci_device_group(); null means "allocate a new group". */
+  private pciDeviceGroup(dev: PciDev, steps: GroupEdge[]): { group: IommuGroup; edge: GroupEdge } | null {
+    // 1. The DMA alias walk: stop at the first reported device that already has a group.
+    let pdev = dev;
+    let hit: { group: IommuGroup; edge: GroupEdge } | null = null;
+    pciForEachDmaAlias(dev, (s) => {
+      pdev = s.dev;
+      const edge = aliasEdge(dev, s);
+      if (edge) steps.push(edge);
+      const g = this.groupOfDev.get(s.dev);
+      if (g) hit = { group: g, edge: edge ?? joinEdge(dev, s.dev, "ISOLATED", "alias root already grouped") };
+      return !!g;
+    });
+    if (hit) return hit;
+
+    // 2. Climb while the path above is not ACS-isolated.
+    for (let bus = pdev.bus; !bus.isRoot; bus = bus.parent as typeof bus) {
+      const self = bus.self;
+      if (!self) continue;
+      const path = pciAcsPathEnabled(self, REQ_ACS_FLAGS, this.quirks);
+      if (path.enabled) {
+        steps.push({
+          code: "ACS_OK",
+          dev: dev.name,
+          other: self.name,
+          text: `every bridge from ${short(self)} up to the root bus enforces ACS isolation`,
+          verdicts: path.checked,
+        });
+        break;
+      }
+      const failing = path.checked[path.checked.length - 1] as AcsVerdict;
+      pdev = self;
+      const edge: GroupEdge = {
+        code: "ACS_PATH",
+        dev: dev.name,
+        other: self.name,
+        text:
+          failing.dev === self.name
+            ? `${describe(self)} does not isolate what is below it: ${failing.text}`
+            : `${describe(self)} sits below ${short(failing.dev)}, which does not isolate: ${failing.text}`,
+        verdicts: path.checked,
+      };
+      steps.push(edge);
+      const g = this.groupOfDev.get(self);
+      if (g) return { group: g, edge };
+    }
+
+    // 3-4. Same-bus aliases and non-isolated sibling functions of the anchor.
+    const devfns = new Set<number>();
+    return this.aliasGroup(dev, pdev, devfns, steps) ?? this.functionAliasGroup(dev, pdev, devfns, steps);
+  }
+
+  /** get_pci_alias_group() */
+  private aliasGroup(
+    dev: PciDev,
+    pdev: PciDev,
+    devfns: Set<number>,
+    steps: GroupEdge[],
+  ): { group: IommuGroup; edge: GroupEdge } | null {
+    if (devfns.has(pdev.devfn)) return null;
+    devfns.add(pdev.devfn);
+    const g = this.groupOfDev.get(pdev);
+    if (g) return { group: g, edge: steps[steps.length - 1] ?? joinEdge(dev, pdev, "ISOLATED", "already grouped") };
+    for (const tmp of this.allDevices()) {
+      if (tmp === pdev || tmp.bus !== pdev.bus) continue;
+      if (!pciDevsAreDmaAliases(pdev, tmp)) continue;
+      steps.push({
+        code: "DMA_ALIAS",
+        dev: dev.name,
+        other: tmp.name,
+        text: `${short(pdev)} and ${short(tmp)} are DMA aliases of each other (one uses the other's requester ID)`,
+      });
+      const r = this.aliasGroup(dev, tmp, devfns, steps) ?? this.functionAliasGroup(dev, tmp, devfns, steps);
+      if (r) return r;
+    }
+    return null;
+  }
+
+  /** get_pci_function_alias_group() */
+  private functionAliasGroup(
+    dev: PciDev,
+    pdev: PciDev,
+    devfns: Set<number>,
+    steps: GroupEdge[],
+  ): { group: IommuGroup; edge: GroupEdge } | null {
+    if (!pdev.multifunction) return null;
+    const own = this.acs(pdev);
+    if (own.enabled) {
+      steps.push({
+        code: own.basis === "quirk" ? "ACS_BY_QUIRK" : "MF_ISOLATED",
+        dev: dev.name,
+        other: pdev.name,
+        text: `multifunction ${short(pdev)} is isolated from its sibling functions: ${own.text}`,
+        verdicts: [own],
+      });
+      return null;
+    }
+    for (const tmp of this.allDevices()) {
+      if (tmp === pdev || tmp.bus !== pdev.bus || tmp.slot !== pdev.slot) continue;
+      const other = this.acs(tmp);
+      if (other.enabled) continue;
+      const edge: GroupEdge = {
+        code: "MF_SIBLINGS",
+        dev: dev.name,
+        other: tmp.name,
+        text: `${short(pdev)} and ${short(tmp)} are functions of one multifunction device without ACS between them (${short(pdev)}: ${own.text}; ${short(tmp)}: ${other.text})`,
+        verdicts: [own, other],
+      };
+      steps.push(edge);
+      const r = this.aliasGroup(dev, tmp, devfns, steps);
+      if (r) return { group: r.group, edge };
+    }
+    return null;
+  }
+}
+
+function short(d: PciDev | string): string {
+  const n = typeof d === "string" ? d : d.name;
+  return n.startsWith("0000:") ? n.slice(5) : n;
+}
+
+function describe(d: PciDev): string {
+  return `${short(d)} (${d.isPcie() ? pcieTypeName(d.pcieType()) : "PCI bridge"})`;
+}
+
+function joinEdge(dev: PciDev, other: PciDev, code: ReasonCode, text: string): GroupEdge {
+  return { code, dev: dev.name, other: other.name, text };
+}
+
+function aliasEdge(dev: PciDev, s: AliasStep): GroupEdge | null {
+  switch (s.kind) {
+    case "self":
+      return null;
+    case "vmd":
+      return {
+        code: "REAL_DMA_DEV",
+        dev: dev.name,
+        other: s.dev.name,
+        text: `below Intel VMD ${short(s.dev)}: its DMA carries the VMD endpoint's requester ID`,
+      };
+    case "dma-alias":
+      return {
+        code: "DMA_ALIAS",
+        dev: dev.name,
+        other: s.dev.name,
+        text: `${short(s.dev)} also issues DMA as devfn ${hexDevfn(s.rid & 0xff)} (kernel DMA-alias quirk)`,
+      };
+    case "pcie-to-pci-bridge":
+    case "pcie-bridge-alias":
+      return {
+        code: "BEHIND_PCI_BRIDGE",
+        dev: dev.name,
+        other: s.dev.name,
+        text: `behind PCIe-to-PCI bridge ${short(s.dev)}: DMA from its conventional side carries the bridge's requester ID (${hexRid(s.rid)})`,
+      };
+    case "pci-to-pcie-bridge":
+    case "pci-bridge":
+      return {
+        code: "BEHIND_PCI_BRIDGE",
+        dev: dev.name,
+        other: s.dev.name,
+        text: `behind ${s.kind === "pci-bridge" ? "conventional PCI bridge" : "PCI/PCI-X-to-PCIe bridge"} ${short(s.dev)}, which takes ownership of its DMA (${hexRid(s.rid)})`,
+      };
+  }
+}
+
+function founding(dev: PciDev, steps: GroupEdge[]): GroupEdge {
+  const last = [...steps].reverse().find((s) => s.code !== "ACS_OK" && s.code !== "MF_ISOLATED" && s.code !== "ACS_BY_QUIRK");
+  if (last) return last;
+  const unknown = steps.some((s) => s.verdicts?.some((v) => v.unknown));
+  const viaQuirk = steps.find((s) => s.code === "ACS_BY_QUIRK" || s.verdicts?.some((v) => v.basis === "quirk" && v.enabled));
+  return {
+    code: unknown ? "UNKNOWN_CAPS" : viaQuirk ? "ACS_BY_QUIRK" : "ISOLATED",
+    dev: dev.name,
+    text: unknown
+      ? "isolated as far as the captured config space shows (capabilities were not readable)"
+      : viaQuirk
+        ? `isolated thanks to a kernel ACS quirk: ${viaQuirk.verdicts?.find((v) => v.basis === "quirk")?.text ?? viaQuirk.text}`
+        : "isolated: ACS enforced on every bridge up to the root bus, no alias or sibling shares its DMA",
+  };
+}
+
+function hexDevfn(devfn: number): string {
+  return `${(devfn >> 3).toString(16).padStart(2, "0")}.${devfn & 7}`;
+}
+
+function hexRid(rid: number): string {
+  return `requester ID ${(rid >> 8).toString(16).padStart(2, "0")}:${hexDevfn(rid & 0xff)}`;
+}

@@ -1,0 +1,26 @@
+/**
+ * A whole machine: its PCI fabric and what its firmware describes (host bridges, VMD
+ * domains, IOMMU units and their scopes). `hardware()` is the only view the kernel gets.
+ */
+import type { Firmware, Hardware, IommuUnitDesc, RootBusDesc } from "./hw.js";
+import { PciFabric } from "./pci/fabric.js";
+
+export class Machine implements Firmware {
+  readonly pci = new PciFabric();
+  readonly roots: RootBusDesc[] = [];
+  readonly iommus: IommuUnitDesc[] = [];
+
+  constructor(readonly name: string) {}
+
+  rootBuses(): RootBusDesc[] {
+    return this.roots;
+  }
+
+  iommuUnits(): IommuUnitDesc[] {
+    return this.iommus;
+  }
+
+  hardware(): Hardware {
+    return { pci: this.pci, firmware: this };
+  }
+}
