@@ -7,12 +7,23 @@ import { loadHost } from "../host/load.js";
 import { analyzeGroups, type GroupRow, type GroupsReport } from "../userspace/analyze/groups.js";
 import { className } from "../userspace/analyze/pci-class.js";
 import type { DeviceTrace, Kernel } from "../kernel/kernel.js";
-import { bold, cyan, dim, EXIT_FINDINGS, EXIT_OK, green, printJson, red, UsageError, yellow } from "./output.js";
+import {
+  bold,
+  cyan,
+  dim,
+  EXIT_FINDINGS,
+  EXIT_OK,
+  green,
+  printJson,
+  red,
+  UsageError,
+  yellow,
+} from "./output.js";
 
 export interface GroupsOptions {
   json?: boolean;
   explain?: string;
-  acsOverride?: string;
+  acsOverride?: string | boolean;
 }
 
 export async function groupsCommand(input: string, opts: GroupsOptions): Promise<number> {
@@ -23,7 +34,8 @@ export async function groupsCommand(input: string, opts: GroupsOptions): Promise
     const bdf = fullBdf(opts.explain);
     const trace = kernel.debug.trace(bdf);
     if (!trace) throw new UsageError(`--explain: no PCI function ${bdf} on ${host.name}`);
-    if (opts.json) printJson({ device: bdf, ...trace, groupDevices: groupMembers(report, trace.group) });
+    if (opts.json)
+      printJson({ device: bdf, ...trace, groupDevices: groupMembers(report, trace.group) });
     else printExplain(kernel, report, trace);
     return EXIT_OK;
   }
@@ -66,7 +78,11 @@ function line(g: GroupRow): string[] {
   const out = [`${bold(`group ${g.id}`)} ${dim(`[${g.unit}]`)} ${g.reason}`];
   for (const d of g.devices) {
     const kg =
-      d.kernelGroup === undefined ? "" : d.kernelGroup === g.id ? dim(` kernel: ${d.kernelGroup}`) : yellow(` kernel: ${d.kernelGroup}`);
+      d.kernelGroup === undefined
+        ? ""
+        : d.kernelGroup === g.id
+          ? dim(` kernel: ${d.kernelGroup}`)
+          : yellow(` kernel: ${d.kernelGroup}`);
     out.push(
       `  ${cyan(d.bdf)}  ${d.id}  ${className(d.class).padEnd(22)} ${(d.driver ?? "-").padEnd(12)} ${d.name ?? ""}${kg}`.trimEnd(),
     );
@@ -76,20 +92,27 @@ function line(g: GroupRow): string[] {
 
 function printReport(r: GroupsReport): void {
   const n = r.groups.reduce((s, g) => s + g.devices.length, 0) + r.ungrouped.length;
-  const out = [`${bold(r.host)}: ${r.groups.length} IOMMU groups, ${n} PCI functions ${dim(`(${r.source})`)}`];
+  const out = [
+    `${bold(r.host)}: ${r.groups.length} IOMMU groups, ${n} PCI functions ${dim(`(${r.source})`)}`,
+  ];
   if (r.cmdline) out.push(dim(`kernel command line: ${r.cmdline}`));
   out.push("");
   for (const g of r.groups) out.push(...line(g), "");
   if (r.ungrouped.length) {
     out.push(bold("no group (not behind any IOMMU unit)"));
-    for (const d of r.ungrouped) out.push(`  ${cyan(d.bdf)}  ${d.id}  ${className(d.class).padEnd(22)} ${d.driver ?? "-"}`);
+    for (const d of r.ungrouped)
+      out.push(`  ${cyan(d.bdf)}  ${d.id}  ${className(d.class).padEnd(22)} ${d.driver ?? "-"}`);
     out.push("");
   }
   for (const w of r.warnings) out.push(yellow(`warning: ${w}`));
   if (r.comparison) {
     if (r.comparison.identical) {
-      out.push(green("Same groups as the kernel reported (membership identical)") +
-        (r.comparison.numberingDiffers ? dim("; group numbers differ (they follow probe order)") : "."));
+      out.push(
+        green("Same groups as the kernel reported (membership identical)") +
+          (r.comparison.numberingDiffers
+            ? dim("; group numbers differ (they follow probe order)")
+            : "."),
+      );
     } else {
       out.push(red(`${r.comparison.differences.length} difference(s) from the kernel's groups:`));
       for (const d of r.comparison.differences) out.push(`  ${d.text}`);
@@ -101,17 +124,24 @@ function printReport(r: GroupsReport): void {
 function printExplain(kernel: Kernel, r: GroupsReport, t: DeviceTrace): void {
   const out: string[] = [];
   const dev = kernel.debug.device(t.dev);
-  out.push(bold(`${t.dev}`) + (t.group === null ? " has no IOMMU group" : ` is in IOMMU group ${t.group}`));
+  out.push(
+    bold(`${t.dev}`) + (t.group === null ? " has no IOMMU group" : ` is in IOMMU group ${t.group}`),
+  );
   if (t.group !== null) out.push(`  members: ${groupMembers(r, t.group).join(", ")}`);
   if (dev?.notes.length) for (const n of dev.notes) out.push(dim(`  kernel note: ${n}`));
   out.push("", bold("How Linux decided (drivers/iommu/iommu.c pci_device_group):"));
   t.steps.forEach((s, i) => {
     out.push(`  ${i + 1}. [${s.code}] ${s.text}`);
     for (const v of s.verdicts ?? []) {
-      out.push(dim(`       ${v.dev}: ${v.enabled ? "isolates" : "does not isolate"}: ${v.text}${v.unknown ? " (unknown: capabilities not captured)" : ""}`));
+      out.push(
+        dim(
+          `       ${v.dev}: ${v.enabled ? "isolates" : "does not isolate"}: ${v.text}${v.unknown ? " (unknown: capabilities not captured)" : ""}`,
+        ),
+      );
     }
   });
-  if (t.steps.length === 0) out.push("  (no alias, no bridge above failing ACS, no non-isolated sibling)");
+  if (t.steps.length === 0)
+    out.push("  (no alias, no bridge above failing ACS, no non-isolated sibling)");
   out.push("", `${bold("Decided by")} [${t.decided.code}]: ${t.decided.text}`);
   process.stdout.write(out.join("\n") + "\n");
 }
@@ -121,7 +151,14 @@ async function overrideWhatIf(
   base: GroupsReport,
   opts: GroupsOptions,
 ): Promise<number> {
-  const spec = opts.acsOverride || "downstream,multifunction";
+  const spec = typeof opts.acsOverride === "string" ? opts.acsOverride : "downstream,multifunction";
+  for (const t of spec.split(",")) {
+    if (!/^(downstream|multifunction|id:[0-9a-f]{4}:[0-9a-f]{4})$/i.test(t)) {
+      throw new UsageError(
+        `--acs-override: "${t}" is not one of downstream, multifunction, id:vvvv:dddd`,
+      );
+    }
+  }
   const { report } = analyzeGroups(host, `pcie_acs_override=${spec}`);
   const key = (g: GroupRow) => g.devices.map((d) => d.bdf).join(",");
   const after = new Set(report.groups.map(key));
@@ -147,8 +184,12 @@ async function overrideWhatIf(
   const out = [bold(`What-if: pcie_acs_override=${spec} on ${host.name}`), ""];
   if (split.length === 0) out.push("No group would change.");
   for (const g of split) {
-    out.push(`${bold(`group ${g.id}`)} (${g.devices.length} devices: ${g.reason}) would split into:`);
-    for (const a of report.groups.filter((a) => a.devices.some((d) => g.devices.some((x) => x.bdf === d.bdf)))) {
+    out.push(
+      `${bold(`group ${g.id}`)} (${g.devices.length} devices: ${g.reason}) would split into:`,
+    );
+    for (const a of report.groups.filter((a) =>
+      a.devices.some((d) => g.devices.some((x) => x.bdf === d.bdf)),
+    )) {
       out.push(`  { ${a.devices.map((d) => d.bdf).join(", ")} }`);
     }
   }

@@ -31,7 +31,10 @@ export async function main(argv: string[]): Promise<number> {
     .argument("[input]", "host to analyse", "desktop")
     .option("--json", "machine-readable output")
     .option("--explain <bdf>", "the full chain of facts behind one device's group")
-    .option("--acs-override [spec]", "what-if: groups under pcie_acs_override=SPEC (default downstream,multifunction)")
+    .option(
+      "--acs-override [spec]",
+      "what-if: groups under pcie_acs_override=SPEC (default downstream,multifunction)",
+    )
     .action(async (input: string, opts) => {
       code = await groupsCommand(input, opts);
     });
@@ -42,7 +45,9 @@ export async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output")
     .action((opts: { json?: boolean }) => {
       const names = builtinHosts();
-      process.stdout.write(opts.json ? JSON.stringify({ hosts: names }) + "\n" : names.join("\n") + "\n");
+      process.stdout.write(
+        opts.json ? JSON.stringify({ hosts: names }) + "\n" : names.join("\n") + "\n",
+      );
     });
 
   try {

@@ -45,7 +45,9 @@ interface Flat {
 }
 
 export function formatBdf(domain: number, bus: number, devfn: number): string {
-  return `${domain.toString(16).padStart(4, "0")}:${bus.toString(16).padStart(2, "0")}:${(devfn >> 3)
+  return `${domain.toString(16).padStart(4, "0")}:${bus.toString(16).padStart(2, "0")}:${(
+    devfn >> 3
+  )
     .toString(16)
     .padStart(2, "0")}.${devfn & 7}`;
 }
@@ -66,20 +68,29 @@ export function buildHost(spec: HostSpec, source: string): Host {
   };
   const flat = flatten(spec, fail);
 
-  // Config space for every function.
-  for (const f of flat) f.config = configFor(f, flat, fail);
+  // Config space for every function; a slot with several functions is multifunction.
+  const perSlot = new Map<string, number>();
+  const slotKey = (f: Flat) => `${f.domain}:${f.bus}:${f.devfn >> 3}`;
+  for (const f of flat) perSlot.set(slotKey(f), (perSlot.get(slotKey(f)) ?? 0) + 1);
+  for (const f of flat) f.config = configFor(f, (perSlot.get(slotKey(f)) ?? 1) > 1, fail);
 
   // Which bridge claims which bus.
   const key = (d: number, b: number) => `${d}:${b}`;
   const claim = new Map<string, Flat>();
   for (const f of flat) {
     const cs = f.config as ConfigSpace;
-    if ((cs.read(R.PCI_HEADER_TYPE, 1) & R.PCI_HEADER_TYPE_MASK) !== R.PCI_HEADER_TYPE_BRIDGE) continue;
+    if ((cs.read(R.PCI_HEADER_TYPE, 1) & R.PCI_HEADER_TYPE_MASK) !== R.PCI_HEADER_TYPE_BRIDGE)
+      continue;
     const sec = cs.read(R.PCI_SECONDARY_BUS, 1);
     if (sec === 0) continue;
-    if (sec === f.bus) fail(`bridge ${f.name} has its own bus ${hex2(sec)} as secondary bus`, `${f.path}.secondary`);
+    if (sec === f.bus)
+      fail(`bridge ${f.name} has its own bus ${hex2(sec)} as secondary bus`, `${f.path}.secondary`);
     const other = claim.get(key(f.domain, sec));
-    if (other) fail(`bus ${hex2(sec)} is the secondary bus of both ${other.name} and ${f.name}`, `${f.path}.secondary`);
+    if (other)
+      fail(
+        `bus ${hex2(sec)} is the secondary bus of both ${other.name} and ${f.name}`,
+        `${f.path}.secondary`,
+      );
     claim.set(key(f.domain, sec), f);
   }
   // Walk each bus up its chain of bridges: a revisited bus is a cycle.
@@ -103,26 +114,32 @@ export function buildHost(spec: HostSpec, source: string): Host {
   }
   // Root buses: every bus number with functions that no bridge claims.
   const buses = new Map<string, PhysBus>();
-  const rootKeys = [...new Set(flat.map((f) => key(f.domain, f.bus)))].filter((k) => !claim.has(k));
-  rootKeys.sort((a, b) => cmpKey(a, b));
-  for (const k of rootKeys) {
-    const [d, b] = k.split(":").map(Number) as [number, number];
+  const rootKeys = new Map<string, [number, number]>();
+  for (const f of flat)
+    if (!claim.has(key(f.domain, f.bus))) rootKeys.set(key(f.domain, f.bus), [f.domain, f.bus]);
+  for (const [k, [d, b]] of [...rootKeys].sort((x, y) => x[1][0] - y[1][0] || x[1][1] - y[1][1])) {
     buses.set(k, machine.pci.addRoot(d, b));
     const owner = vmdDomains.get(d);
     machine.roots.push(
-      owner ? { domain: d, bus: b, vmd: { domain: owner.domain, bus: owner.bus, devfn: owner.devfn } } : { domain: d, bus: b },
+      owner
+        ? { domain: d, bus: b, vmd: { domain: owner.domain, bus: owner.bus, devfn: owner.devfn } }
+        : { domain: d, bus: b },
     );
   }
   // Attach functions parent-first: sort by depth so a bridge exists before its bus.
+  const depthOf = new Map<Flat, number>();
   const depth = (f: Flat): number => {
-    let n = 0;
-    for (let k = key(f.domain, f.bus); claim.has(k); n++) {
-      const br = claim.get(k) as Flat;
-      k = key(br.domain, br.bus);
+    let d = depthOf.get(f);
+    if (d === undefined) {
+      const br = claim.get(key(f.domain, f.bus));
+      d = br ? depth(br) + 1 : 0;
+      depthOf.set(f, d);
     }
-    return n;
+    return d;
   };
-  const ordered = [...flat].sort((a, b) => depth(a) - depth(b) || cmpKey(key(a.domain, a.bus), key(b.domain, b.bus)) || a.devfn - b.devfn);
+  const ordered = [...flat].sort(
+    (a, b) => depth(a) - depth(b) || a.domain - b.domain || a.bus - b.bus || a.devfn - b.devfn,
+  );
   const fns = new Map<Flat, PciFunction>();
   for (const f of ordered) {
     let bus = buses.get(key(f.domain, f.bus));
@@ -135,14 +152,20 @@ export function buildHost(spec: HostSpec, source: string): Host {
   }
   for (const f of flat) {
     const br = fns.get(f) as PciFunction;
-    if (claim.get(key(f.domain, (f.config as ConfigSpace).read(R.PCI_SECONDARY_BUS, 1))) === f && !br.secondary) {
+    if (
+      claim.get(key(f.domain, (f.config as ConfigSpace).read(R.PCI_SECONDARY_BUS, 1))) === f &&
+      !br.secondary
+    ) {
       machine.pci.link(br); // an empty bus behind a bridge
     }
   }
 
+  const outOfScope = new Map<number, string[]>(); // segment → functions no unit translates
+  for (const f of flat)
+    if (f.spec.noIommu) outOfScope.set(f.domain, [...(outOfScope.get(f.domain) ?? []), f.name]);
   for (const u of spec.iommu) {
     if (u.kind === "none") continue;
-    const exclude = flat.filter((f) => f.domain === u.segment && f.spec.noIommu).map((f) => f.name);
+    const exclude = outOfScope.get(u.segment) ?? [];
     machine.iommus.push({
       kind: u.kind,
       name: u.name,
@@ -185,12 +208,6 @@ function hex2(n: number): string {
   return n.toString(16).padStart(2, "0");
 }
 
-function cmpKey(a: string, b: string): number {
-  const [ad, ab] = a.split(":").map(Number) as [number, number];
-  const [bd, bb] = b.split(":").map(Number) as [number, number];
-  return ad - bd || ab - bb;
-}
-
 /** Full addresses for every function; nested children get depth-first bus numbers. */
 function flatten(spec: HostSpec, fail: (d: string, f?: string) => never): Flat[] {
   const out: Flat[] = [];
@@ -226,7 +243,8 @@ function flatten(spec: HostSpec, fail: (d: string, f?: string) => never): Flat[]
   };
   const visitChildren = (parent: FunctionSpec, domain: number, bus: number, path: string) => {
     if (!parent.children) return;
-    if (parent.header && parent.header !== "bridge") fail("only a bridge can have children", `${path}.children`);
+    if (parent.header && parent.header !== "bridge")
+      fail("only a bridge can have children", `${path}.children`);
     const sec = parent.secondary ?? nextFree(domain, bus);
     note(domain, sec);
     parent.secondary = sec;
@@ -235,7 +253,13 @@ function flatten(spec: HostSpec, fail: (d: string, f?: string) => never): Flat[]
       const m = SLOT_RE.exec(c.addr);
       if (!m) fail('expected "dd.f" (device and function below the bridge)', `${p}.addr`);
       const mm = m as RegExpExecArray;
-      add(c, domain, sec, R.PCI_DEVFN(parseInt(mm[1] as string, 16), parseInt(mm[2] as string, 10)), p);
+      add(
+        c,
+        domain,
+        sec,
+        R.PCI_DEVFN(parseInt(mm[1] as string, 16), parseInt(mm[2] as string, 10)),
+        p,
+      );
       visitChildren(c, domain, sec, p);
     });
     parent.subordinate ??= Math.max(sec, subtreeMax(parent));
@@ -253,7 +277,11 @@ function flatten(spec: HostSpec, fail: (d: string, f?: string) => never): Flat[]
   return out;
 }
 
-function configFor(f: Flat, all: Flat[], fail: (d: string, f?: string) => never): ConfigSpace {
+function configFor(
+  f: Flat,
+  sharedSlot: boolean,
+  fail: (d: string, f?: string) => never,
+): ConfigSpace {
   const s = f.spec;
   if (s.config !== undefined) {
     const hex = s.config.replace(/\s+/g, "");
@@ -265,11 +293,10 @@ function configFor(f: Flat, all: Flat[], fail: (d: string, f?: string) => never)
     for (let i = 0; i < n; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
     return rawConfigSpace(bytes);
   }
-  const slotPeers = all.filter((o) => o.domain === f.domain && o.bus === f.bus && o.devfn >> 3 === f.devfn >> 3);
   return buildConfigSpace({
     ...s,
     header: s.header ?? (s.children || s.secondary !== undefined ? "bridge" : "normal"),
-    multifunction: s.multifunction ?? slotPeers.length > 1,
+    multifunction: s.multifunction ?? sharedSlot,
     pcieTypeCode: s.pcie ? PCIE_TYPE_CODE[s.pcie] : undefined,
     primary: f.bus,
     bars: s.bars?.map((b) => ({ ...b })),

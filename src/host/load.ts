@@ -37,7 +37,11 @@ export async function loadHost(input: string): Promise<Host & { kind: InputKind 
   }
   const st = statSync(input);
   const head = st.isDirectory() ? Buffer.alloc(0) : readFileSync(input).subarray(0, 512);
-  if (st.isDirectory() || (head[0] === 0x1f && head[1] === 0x8b) || head.subarray(257, 262).toString() === "ustar") {
+  if (
+    st.isDirectory() ||
+    (head[0] === 0x1f && head[1] === 0x8b) ||
+    head.subarray(257, 262).toString() === "ustar"
+  ) {
     const fs = await readSnapshot(input);
     return { ...buildHost(snapshotToSpec(fs, input), input), kind: "snapshot" };
   }
@@ -64,6 +68,7 @@ const TITLE = /^(?:[0-9a-fA-F]{4,5}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7] /m;
 
 export function sniff(text: string): "yaml" | "lspci" | "hexdump" {
   if (/\0/.test(text.slice(0, 4096))) return "lspci"; // binary: let the lspci parser say where
-  if (TITLE.test(text)) return /^[0-9a-f]{2,3}: ([0-9a-f]{2} ){15}[0-9a-f]{2}\s*$/m.test(text) ? "hexdump" : "lspci";
+  if (TITLE.test(text))
+    return /^[0-9a-f]{2,3}: ([0-9a-f]{2} ){15}[0-9a-f]{2}\s*$/m.test(text) ? "hexdump" : "lspci";
   return "yaml";
 }

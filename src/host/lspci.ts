@@ -319,7 +319,6 @@ interface Field {
 
 interface Cap {
   name: string;
-  line: Line;
   lines: Line[];
 }
 
@@ -516,7 +515,7 @@ function parseBlock(b: Block, file: string): Parsed & { denied: boolean } {
     } else if ((m = /^Capabilities: (.*)$/.exec(t))) {
       if (m[1]!.startsWith("<access denied>")) denied = true;
       const h = /^\[[0-9a-fA-F]+(?: v\d+)?\] (.*)$/.exec(m[1]!);
-      if (h) caps.push((cap = { name: h[1]!, line, lines: [] }));
+      if (h) caps.push((cap = { name: h[1]!, lines: [] }));
     } else if (t.startsWith("<access denied")) {
       denied = true;
     } else if (/^(?:Control|Flags):/.test(t)) {
@@ -543,14 +542,14 @@ function parseBlock(b: Block, file: string): Parsed & { denied: boolean } {
     }
   }
 
+  const fail: Fail = (detail, line, field) => {
+    throw new InputError(file, detail, line, field);
+  };
+  // Non-root: lspci stops at "<access denied>"; nothing is decoded for this function.
   if (!denied)
     for (const c of caps) {
       const h = CAP_HANDLERS.find(([prefix]) => c.name.startsWith(prefix));
-      if (!h) continue;
-      const fail: Fail = (detail, line, field) => {
-        throw new InputError(file, detail, line, field);
-      };
-      h[1](c, c.lines.length ? capFields(c) : new Map(), spec, fail);
+      if (h) h[1](c, c.lines.length ? capFields(c) : new Map(), spec, fail);
     }
 
   if (bus) {

@@ -115,13 +115,16 @@ async function readTar(bytes: Buffer, file: string): Promise<SnapshotFs> {
       stream.on("end", () => {
         if (h.type === "symlink") entries.set(name, { kind: "link", target: h.linkname ?? "" });
         else if (h.type === "directory") entries.set(name, { kind: "dir" });
-        else if (h.type === "file") entries.set(name, { kind: "file", data: Buffer.concat(chunks) });
+        else if (h.type === "file")
+          entries.set(name, { kind: "file", data: Buffer.concat(chunks) });
         next();
       });
       stream.resume();
     });
     ex.on("finish", resolve);
-    ex.on("error", (e: Error) => reject(new InputError(file, `not a readable tar archive (${e.message})`)));
+    ex.on("error", (e: Error) =>
+      reject(new InputError(file, `not a readable tar archive (${e.message})`)),
+    );
   });
   Readable.from([bytes]).pipe(ex);
   await done;
@@ -133,14 +136,22 @@ async function readTar(bytes: Buffer, file: string): Promise<SnapshotFs> {
 export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
   const names = fs.list("sys/bus/pci/devices");
   if (names.length === 0) {
-    throw new InputError(file, "no sys/bus/pci/devices entries: this is not a host snapshot (see SCRIPT.md)");
+    throw new InputError(
+      file,
+      "no sys/bus/pci/devices entries: this is not a host snapshot (see SCRIPT.md)",
+    );
   }
   const units = new Map<string, IommuSpec>();
   for (const u of fs.list("sys/class/iommu")) {
     const dir = `sys/class/iommu/${u}`;
     const cap = fs.text(`${dir}/intel-iommu/cap`);
     const ecap = fs.text(`${dir}/intel-iommu/ecap`);
-    const kind = cap !== undefined ? "intel-vtd" : fs.text(`${dir}/amd-iommu/cap`) !== undefined ? "amd-vi" : "virtio";
+    const kind =
+      cap !== undefined
+        ? "intel-vtd"
+        : fs.text(`${dir}/amd-iommu/cap`) !== undefined
+          ? "amd-vi"
+          : "virtio";
     units.set(u, {
       kind,
       name: u,
@@ -156,9 +167,17 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
   const vfCount = new Map<string, number>();
   const vmdOf = new Map<string, { domain: number; bus: number }>();
   for (const name of names) {
-    if (!BDF_RE.test(name)) throw new InputError(file, `"${name}" is not a PCI address`, undefined, "sys/bus/pci/devices");
+    if (!BDF_RE.test(name))
+      throw new InputError(
+        file,
+        `"${name}" is not a PCI address`,
+        undefined,
+        "sys/bus/pci/devices",
+      );
     const target = fs.link(`sys/bus/pci/devices/${name}`);
-    const dir = target ? joinLink(["sys", "bus", "pci", "devices"], target).join("/") : `sys/bus/pci/devices/${name}`;
+    const dir = target
+      ? joinLink(["sys", "bus", "pci", "devices"], target).join("/")
+      : `sys/bus/pci/devices/${name}`;
     if (fs.link(`${dir}/physfn`)) {
       const pf = basename(fs.link(`${dir}/physfn`) as string);
       vfCount.set(pf, (vfCount.get(pf) ?? 0) + 1);
@@ -167,7 +186,12 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
     const config = fs.file(`${dir}/config`);
     if (!config) throw new InputError(file, "missing config file", undefined, `${dir}/config`);
     if (![64, 128, 256, 4096].includes(config.length)) {
-      throw new InputError(file, `config holds ${config.length} bytes; expected 64, 128, 256 or 4096`, undefined, `${dir}/config`);
+      throw new InputError(
+        file,
+        `config holds ${config.length} bytes; expected 64, 128, 256 or 4096`,
+        undefined,
+        `${dir}/config`,
+      );
     }
     if (config.length < 256) unprivileged = true;
     const f: FunctionSpec = { addr: name, config: config.toString("hex") };
@@ -182,9 +206,15 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
       unitDevices.set(u, [...(unitDevices.get(u) ?? []), name]);
     } else f.noIommu = true;
     // A VMD domain is a pciDDDD:BB directory nested below its endpoint's directory.
-    const vmd = /\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/pci([0-9a-f]{4,5}):([0-9a-f]{2})\//.exec(dir);
+    const vmd =
+      /\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/pci([0-9a-f]{4,5}):([0-9a-f]{2})\//.exec(
+        dir,
+      );
     if (vmd) {
-      vmdOf.set(vmd[1] as string, { domain: parseInt(vmd[2] as string, 16), bus: parseInt(vmd[3] as string, 16) });
+      vmdOf.set(vmd[1] as string, {
+        domain: parseInt(vmd[2] as string, 16),
+        bus: parseInt(vmd[3] as string, 16),
+      });
     }
     functions.push(f);
   }
@@ -201,7 +231,10 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
   }));
   return {
     name: file.replace(/^.*\//, "").replace(/\.(tar\.gz|tgz|tar)$/, ""),
-    kernel: { cmdline: fs.text("proc/cmdline") ?? "", release: fs.text("proc/sys/kernel/osrelease") },
+    kernel: {
+      cmdline: fs.text("proc/cmdline") ?? "",
+      release: fs.text("proc/sys/kernel/osrelease"),
+    },
     iommu,
     unprivileged,
     functions,
@@ -228,7 +261,12 @@ function basename(p: string): string {
 
 function hexNum(s: string, file: string, field: string): string {
   if (!/^(0x)?[0-9a-f]{1,16}$/i.test(s.trim())) {
-    throw new InputError(file, `expected a 64-bit hex register value, got "${s}"`, undefined, field);
+    throw new InputError(
+      file,
+      `expected a 64-bit hex register value, got "${s}"`,
+      undefined,
+      field,
+    );
   }
   return "0x" + s.trim().replace(/^0x/i, "");
 }

@@ -70,9 +70,10 @@ const acsSpec = z.strictObject({
 
 const barSpec = z.strictObject({
   index: z.number().int().min(0).max(5),
+  // Memory BARs are at least 16 bytes, I/O BARs at least 4 (PCI 3.0 §6.2.5.1).
   size: hexOrInt("a BAR size", Number.MAX_SAFE_INTEGER).refine(
-    (n) => n >= 16 && Number.isInteger(Math.log2(n)),
-    "expected a power of two of at least 16",
+    (n) => n >= 4 && Number.isInteger(Math.log2(n)),
+    "expected a power of two",
   ),
   kind: z.enum(["mem32", "mem64", "io"]).default("mem32"),
   prefetchable: z.boolean().default(false),

@@ -49,5 +49,10 @@ export function parseHostYaml(text: string, file: string): ParsedYaml {
     (s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)),
     "",
   );
-  throw new InputError(file, issue?.message ?? "invalid host description", line, field || undefined);
+  throw new InputError(
+    file,
+    issue?.message ?? "invalid host description",
+    line,
+    field || undefined,
+  );
 }

@@ -61,7 +61,9 @@ export function parseCmdline(raw: string): BootParams {
 function parsePciOption(val: string, acs: AcsCmdline): void {
   for (const opt of val.split(",")) {
     if (opt.startsWith("disable_acs_redir=")) {
-      acs.disableAcsRedir.push(...opt.slice("disable_acs_redir=".length).split(";").filter(Boolean));
+      acs.disableAcsRedir.push(
+        ...opt.slice("disable_acs_redir=".length).split(";").filter(Boolean),
+      );
     } else if (opt.startsWith("config_acs=")) {
       for (const entry of opt.slice("config_acs=".length).split(";").filter(Boolean)) {
         const at = entry.indexOf("@");
@@ -77,7 +79,8 @@ function parsePciOption(val: string, acs: AcsCmdline): void {
             flags |= 1 << shift;
           } else if (c !== "x" && c !== "X") ok = false;
         });
-        if (ok && !(mask & ~0x7f)) acs.configAcs.push({ mask, flags, devices: [entry.slice(at + 1)] });
+        if (ok && !(mask & ~0x7f))
+          acs.configAcs.push({ mask, flags, devices: [entry.slice(at + 1)] });
       }
     }
   }

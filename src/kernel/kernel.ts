@@ -37,10 +37,15 @@ export class Kernel {
       ? []
       : hw.firmware
           .iommuUnits()
-          .filter((u) => (u.kind === "intel-vtd" ? p.intelIommu : u.kind === "amd-vi" ? p.amdIommu : true));
-    const quirks = { hasIvrs: hw.firmware.iommuUnits().some((u) => u.kind === "amd-vi"), acsOverride: p.acsOverride };
+          .filter((u) =>
+            u.kind === "intel-vtd" ? p.intelIommu : u.kind === "amd-vi" ? p.amdIommu : true,
+          );
+    const quirks = {
+      hasIvrs: hw.firmware.iommuUnits().some((u) => u.kind === "amd-vi"),
+      acsOverride: p.acsOverride,
+    };
     this.pci = new PciSubsystem(hw, { acsRequested: units.length > 0, quirks, acs: p.acs });
-    this.iommu = new IommuSubsystem(units, () => this.pci.devices, quirks);
+    this.iommu = new IommuSubsystem(units, quirks);
   }
 
   static boot(hw: Hardware, cmdline = ""): Kernel {
@@ -62,7 +67,12 @@ export class Kernel {
     groups: (): GroupInfo[] =>
       [...this.iommu.groups.values()]
         .sort((a, b) => a.id - b.id)
-        .map((g) => ({ id: g.id, unit: g.unit.name, devices: g.devices.map((d) => d.name), edges: g.edges })),
+        .map((g) => ({
+          id: g.id,
+          unit: g.unit.name,
+          devices: g.devices.map((d) => d.name),
+          edges: g.edges,
+        })),
     trace: (name: string): DeviceTrace | undefined => this.iommu.traces.get(name),
     device: (name: string): PciDev | undefined => this.pci.get(name),
   };

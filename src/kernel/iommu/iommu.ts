@@ -13,7 +13,12 @@ import type { IommuUnitDesc } from "../../machine/hw.js";
 import { pciAcsEnabled, pciAcsPathEnabled, REQ_ACS_FLAGS, type AcsVerdict } from "../pci/acs.js";
 import { pcieTypeName, type PciDev } from "../pci/pci.js";
 import type { QuirkContext } from "../pci/quirks.js";
-import { pciDevsAreDmaAliases, pciForEachDmaAlias, pciRealDmaDev, type AliasStep } from "../pci/search.js";
+import {
+  pciDevsAreDmaAliases,
+  pciForEachDmaAlias,
+  pciRealDmaDev,
+  type AliasStep,
+} from "../pci/search.js";
 
 export type ReasonCode =
   | "ISOLATED"
@@ -61,10 +66,11 @@ export class IommuSubsystem {
   readonly groups = new Map<number, IommuGroup>();
   private readonly groupOfDev = new Map<PciDev, IommuGroup>();
   readonly traces = new Map<string, DeviceTrace>();
+  private nextId = 0;
+  private readonly freedIds: number[] = [];
 
   constructor(
     private readonly units: IommuUnitDesc[],
-    private readonly allDevices: () => PciDev[],
     private readonly quirks: QuirkContext,
   ) {}
 
@@ -122,13 +128,20 @@ export class IommuSubsystem {
     g.edges.splice(i, 1);
     this.groupOfDev.delete(dev);
     this.traces.delete(dev.name);
-    if (g.devices.length === 0) this.groups.delete(g.id);
+    if (g.devices.length === 0) {
+      this.groups.delete(g.id);
+      this.freedIds.push(g.id);
+    }
   }
 
+  /** ida_alloc(): the lowest free id — a freed one if any, else the next never used. */
   private allocId(): number {
-    let id = 0;
-    while (this.groups.has(id)) id++;
-    return id;
+    if (this.freedIds.length) {
+      const min = Math.min(...this.freedIds);
+      this.freedIds.splice(this.freedIds.indexOf(min), 1);
+      return min;
+    }
+    return this.nextId++;
   }
 
   private acs(dev: PciDev): AcsVerdict {
@@ -136,7 +149,10 @@ export class IommuSubsystem {
   }
 
   /** pci_device_group(); null means "allocate a new group". */
-  private pciDeviceGroup(dev: PciDev, steps: GroupEdge[]): { group: IommuGroup; edge: GroupEdge } | null {
+  private pciDeviceGroup(
+    dev: PciDev,
+    steps: GroupEdge[],
+  ): { group: IommuGroup; edge: GroupEdge } | null {
     // 1. The DMA alias walk: stop at the first reported device that already has a group.
     let pdev = dev;
     let hit: { group: IommuGroup; edge: GroupEdge } | null = null;
@@ -145,7 +161,11 @@ export class IommuSubsystem {
       const edge = aliasEdge(dev, s);
       if (edge) steps.push(edge);
       const g = this.groupOfDev.get(s.dev);
-      if (g) hit = { group: g, edge: edge ?? joinEdge(dev, s.dev, "ISOLATED", "alias root already grouped") };
+      if (g)
+        hit = {
+          group: g,
+          edge: edge ?? joinEdge(dev, s.dev, "ISOLATED", "alias root already grouped"),
+        };
       return !!g;
     });
     if (hit) return hit;
@@ -184,7 +204,9 @@ export class IommuSubsystem {
 
     // 3-4. Same-bus aliases and non-isolated sibling functions of the anchor.
     const devfns = new Set<number>();
-    return this.aliasGroup(dev, pdev, devfns, steps) ?? this.functionAliasGroup(dev, pdev, devfns, steps);
+    return (
+      this.aliasGroup(dev, pdev, devfns, steps) ?? this.functionAliasGroup(dev, pdev, devfns, steps)
+    );
   }
 
   /** get_pci_alias_group() */
@@ -197,9 +219,14 @@ export class IommuSubsystem {
     if (devfns.has(pdev.devfn)) return null;
     devfns.add(pdev.devfn);
     const g = this.groupOfDev.get(pdev);
-    if (g) return { group: g, edge: steps[steps.length - 1] ?? joinEdge(dev, pdev, "ISOLATED", "already grouped") };
-    for (const tmp of this.allDevices()) {
-      if (tmp === pdev || tmp.bus !== pdev.bus) continue;
+    if (g)
+      return {
+        group: g,
+        edge: steps[steps.length - 1] ?? joinEdge(dev, pdev, "ISOLATED", "already grouped"),
+      };
+    // for_each_pci_dev() filtered to pdev's bus: the bus's own list, in the same order.
+    for (const tmp of pdev.bus.devices) {
+      if (tmp === pdev) continue;
       if (!pciDevsAreDmaAliases(pdev, tmp)) continue;
       steps.push({
         code: "DMA_ALIAS",
@@ -207,7 +234,9 @@ export class IommuSubsystem {
         other: tmp.name,
         text: `${short(pdev)} and ${short(tmp)} are DMA aliases of each other (one uses the other's requester ID)`,
       });
-      const r = this.aliasGroup(dev, tmp, devfns, steps) ?? this.functionAliasGroup(dev, tmp, devfns, steps);
+      const r =
+        this.aliasGroup(dev, tmp, devfns, steps) ??
+        this.functionAliasGroup(dev, tmp, devfns, steps);
       if (r) return r;
     }
     return null;
@@ -232,8 +261,8 @@ export class IommuSubsystem {
       });
       return null;
     }
-    for (const tmp of this.allDevices()) {
-      if (tmp === pdev || tmp.bus !== pdev.bus || tmp.slot !== pdev.slot) continue;
+    for (const tmp of pdev.bus.devices) {
+      if (tmp === pdev || tmp.slot !== pdev.slot) continue;
       const other = this.acs(tmp);
       if (other.enabled) continue;
       const edge: GroupEdge = {
@@ -302,10 +331,14 @@ function aliasEdge(dev: PciDev, s: AliasStep): GroupEdge | null {
 }
 
 function founding(dev: PciDev, steps: GroupEdge[]): GroupEdge {
-  const last = [...steps].reverse().find((s) => s.code !== "ACS_OK" && s.code !== "MF_ISOLATED" && s.code !== "ACS_BY_QUIRK");
+  const last = [...steps]
+    .reverse()
+    .find((s) => s.code !== "ACS_OK" && s.code !== "MF_ISOLATED" && s.code !== "ACS_BY_QUIRK");
   if (last) return last;
   const unknown = steps.some((s) => s.verdicts?.some((v) => v.unknown));
-  const viaQuirk = steps.find((s) => s.code === "ACS_BY_QUIRK" || s.verdicts?.some((v) => v.basis === "quirk" && v.enabled));
+  const viaQuirk = steps.find(
+    (s) => s.code === "ACS_BY_QUIRK" || s.verdicts?.some((v) => v.basis === "quirk" && v.enabled),
+  );
   return {
     code: unknown ? "UNKNOWN_CAPS" : viaQuirk ? "ACS_BY_QUIRK" : "ISOLATED",
     dev: dev.name,

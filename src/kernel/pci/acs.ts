@@ -11,7 +11,12 @@
 import * as R from "../../uapi/pci_regs.js";
 import type { PciDev } from "./pci.js";
 import { pcieTypeName } from "./pci.js";
-import { pciDevSpecificAcsEnabled, pciDevSpecificEnableAcs, type QuirkContext } from "./quirks.js";
+import {
+  pciDevSpecificAcsEnabled,
+  pciDevSpecificDisableAcsRedir,
+  pciDevSpecificEnableAcs,
+  type QuirkContext,
+} from "./quirks.js";
 
 /** REQ_ACS_FLAGS in drivers/iommu/iommu.c */
 export const REQ_ACS_FLAGS = R.PCI_ACS_SV | R.PCI_ACS_RR | R.PCI_ACS_CR | R.PCI_ACS_UF;
@@ -31,12 +36,7 @@ export function acsFlagNames(flags: number): string[] {
 }
 
 export type AcsBasis =
-  | "quirk"
-  | "not-pcie"
-  | "acs-not-applicable"
-  | "capability"
-  | "no-capability"
-  | "single-function";
+  "quirk" | "not-pcie" | "acs-not-applicable" | "capability" | "no-capability" | "single-function";
 
 export interface AcsVerdict {
   dev: string;
@@ -53,7 +53,12 @@ export interface AcsVerdict {
 
 /** pci_acs_enabled() */
 export function pciAcsEnabled(dev: PciDev, flags: number, ctx: QuirkContext): AcsVerdict {
-  const v = (enabled: boolean, basis: AcsBasis, text: string, extra: Partial<AcsVerdict> = {}): AcsVerdict => ({
+  const v = (
+    enabled: boolean,
+    basis: AcsBasis,
+    text: string,
+    extra: Partial<AcsVerdict> = {},
+  ): AcsVerdict => ({
     dev: dev.name,
     enabled,
     basis,
@@ -63,17 +68,27 @@ export function pciAcsEnabled(dev: PciDev, flags: number, ctx: QuirkContext): Ac
   });
   const q = pciDevSpecificAcsEnabled(dev, flags, ctx);
   if (q) {
-    return v(q.ret > 0, "quirk", `kernel quirk ${q.quirk} says ACS is ${q.ret > 0 ? "" : "not "}enforced`, {
-      quirk: q.quirk,
-    });
+    return v(
+      q.ret > 0,
+      "quirk",
+      `kernel quirk ${q.quirk} says ACS is ${q.ret > 0 ? "" : "not "}enforced`,
+      {
+        quirk: q.quirk,
+      },
+    );
   }
-  if (!dev.isPcie()) return v(false, "not-pcie", "conventional PCI: devices on a shared bus can reach each other");
+  if (!dev.isPcie())
+    return v(false, "not-pcie", "conventional PCI: devices on a shared bus can reach each other");
   const type = dev.pcieType();
   switch (type) {
     case R.PCI_EXP_TYPE_PCIE_BRIDGE:
     case R.PCI_EXP_TYPE_PCI_BRIDGE:
     case R.PCI_EXP_TYPE_RC_EC:
-      return v(false, "acs-not-applicable", `${pcieTypeName(type)}: ACS never applies (PCIe 3.0 §6.12.1)`);
+      return v(
+        false,
+        "acs-not-applicable",
+        `${pcieTypeName(type)}: ACS never applies (PCIe 3.0 §6.12.1)`,
+      );
     case R.PCI_EXP_TYPE_DOWNSTREAM:
     case R.PCI_EXP_TYPE_ROOT_PORT:
       return flagsEnabled(dev, flags, v);
@@ -83,7 +98,11 @@ export function pciAcsEnabled(dev: PciDev, flags: number, ctx: QuirkContext): Ac
     case R.PCI_EXP_TYPE_RC_END:
       if (dev.multifunction) return flagsEnabled(dev, flags, v);
   }
-  return v(true, "single-function", `single-function ${pcieTypeName(type)}: no peer-to-peer inside it`);
+  return v(
+    true,
+    "single-function",
+    `single-function ${pcieTypeName(type)}: no peer-to-peer inside it`,
+  );
 }
 
 /** pci_acs_flags_enabled(): unadvertised features count as hard-wired on, except EC. */
@@ -140,9 +159,11 @@ export function pciEnableAcs(dev: PciDev, cmdline: AcsCmdline): void {
   const fw = dev.read16(pos + R.PCI_ACS_CTRL);
   let ctrl = fw;
   if (enable) ctrl |= cap & (R.PCI_ACS_SV | R.PCI_ACS_RR | R.PCI_ACS_CR | R.PCI_ACS_UF);
-  // __pci_config_acs(): bits under `mask` come back from the firmware value, then `flags`
-  // are or-ed in; called with these arguments for disable_acs_redir, exactly as 6.12 does.
+  // __pci_config_acs(): a device quirk may handle the request itself (Intel SPT keeps its
+  // control in a dword); otherwise bits under `mask` come back from the firmware value and
+  // `flags` are or-ed in — with these very arguments for disable_acs_redir, as 6.12 does.
   const apply = (mask: number, flags: number) => {
+    if (pciDevSpecificDisableAcsRedir(dev)) return;
     ctrl = ((ctrl & ~mask) | (fw & mask) | flags) & 0xffff;
   };
   const redir = R.PCI_ACS_RR | R.PCI_ACS_CR | R.PCI_ACS_EC;
@@ -153,7 +174,9 @@ export function pciEnableAcs(dev: PciDev, cmdline: AcsCmdline): void {
   for (const { mask, flags, devices } of cmdline.configAcs) {
     if (!matchesAny(dev, devices)) continue;
     apply(mask, flags);
-    dev.notes.push(`pci=config_acs matched: ACS control set to 0x${ctrl.toString(16).padStart(4, "0")}`);
+    dev.notes.push(
+      `pci=config_acs matched: ACS control set to 0x${ctrl.toString(16).padStart(4, "0")}`,
+    );
   }
   dev.write16(pos + R.PCI_ACS_CTRL, ctrl);
 }
@@ -167,7 +190,10 @@ export interface AcsCmdline {
 function matchesAny(dev: PciDev, specs: string[]): boolean {
   return specs.some((s) => {
     const id = /^pci:([0-9a-f]{4}):([0-9a-f]{4})$/i.exec(s);
-    if (id) return parseInt(id[1] as string, 16) === dev.vendor && parseInt(id[2] as string, 16) === dev.device;
+    if (id)
+      return (
+        parseInt(id[1] as string, 16) === dev.vendor && parseInt(id[2] as string, 16) === dev.device
+      );
     const full = s.includes(":") && s.split(":").length === 2 ? `0000:${s}` : s;
     return full.toLowerCase() === dev.name;
   });

@@ -143,7 +143,7 @@ export class PciSubsystem {
       dev.subsystemVendor = dev.read16(R.PCI_SUBSYSTEM_VENDOR_ID);
       dev.subsystemDevice = dev.read16(R.PCI_SUBSYSTEM_ID);
     }
-    applyPciFixups(dev, this, this.opts.quirks);
+    applyPciFixups(dev);
     // pci_init_capabilities()
     dev.acsCap = pciFindExtCapability(dev, R.PCI_EXT_CAP_ID_ACS);
     if (this.opts.acsRequested) pciEnableAcs(dev, this.opts.acs);

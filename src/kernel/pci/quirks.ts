@@ -982,7 +982,7 @@ const FIXUP_PASSES: readonly FixupPass[] = ["early", "header", "final"];
  * acts leaves a note naming its kernel function. No fixup of this set looks at other devices
  * or at boot context, so the last two parameters are accepted and ignored.
  */
-export function applyPciFixups(dev: PciDev, _lookup?: unknown, _ctx?: QuirkContext): void {
+export function applyPciFixups(dev: PciDev): void {
   for (const pass of FIXUP_PASSES) {
     for (const f of PCI_FIXUPS) {
       if (f.pass !== pass || !idMatches(f, dev)) continue;

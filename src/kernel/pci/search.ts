@@ -36,7 +36,13 @@ export function pciRealDmaDev(dev: PciDev): PciDev {
  */
 export function pciForEachDmaAlias(start: PciDev, fn: (s: AliasStep) => boolean): boolean {
   const pdev = pciRealDmaDev(start);
-  if (fn({ dev: pdev, rid: (pdev.bus.number << 8) | pdev.devfn, kind: pdev === start ? "self" : "vmd" })) {
+  if (
+    fn({
+      dev: pdev,
+      rid: (pdev.bus.number << 8) | pdev.devfn,
+      kind: pdev === start ? "self" : "vmd",
+    })
+  ) {
     return true;
   }
   for (const devfn of [...(pdev.dmaAliasMask ?? [])].sort((a, b) => a - b)) {
@@ -63,7 +69,13 @@ export function pciForEachDmaAlias(start: PciDev, fn: (s: AliasStep) => boolean)
       }
     } else {
       const alias = tmp.devFlags.has("PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS");
-      if (fn({ dev: tmp, rid: alias ? secRid : ownRid, kind: alias ? "pcie-bridge-alias" : "pci-bridge" })) {
+      if (
+        fn({
+          dev: tmp,
+          rid: alias ? secRid : ownRid,
+          kind: alias ? "pcie-bridge-alias" : "pci-bridge",
+        })
+      ) {
         return true;
       }
     }

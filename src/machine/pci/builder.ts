@@ -118,7 +118,11 @@ export function buildConfigSpace(d: FunctionDesc): ConfigSpace {
       id: R.PCI_CAP_ID_AF,
       fill: () => {
         cs.set(AF_AT + 2, 1, 6);
-        cs.set(AF_AT + R.PCI_AF_CAP, 1, (af.tp ? R.PCI_AF_CAP_TP : 0) | (af.flr ? R.PCI_AF_CAP_FLR : 0));
+        cs.set(
+          AF_AT + R.PCI_AF_CAP,
+          1,
+          (af.tp ? R.PCI_AF_CAP_TP : 0) | (af.flr ? R.PCI_AF_CAP_FLR : 0),
+        );
       },
     });
   }
@@ -183,7 +187,7 @@ export function buildConfigSpace(d: FunctionDesc): ConfigSpace {
 /** Raw bytes as captured; `known` is how many of them are real (64 when unprivileged). */
 export function rawConfigSpace(bytes: Uint8Array): ConfigSpace {
   const cs = new ConfigSpace(bytes.length > 256 ? 4096 : 256, bytes.length);
-  cs.bytes.set(bytes.subarray(0, cs.size));
+  cs.load(bytes);
   allowSoftwareWrites(cs);
   return cs;
 }

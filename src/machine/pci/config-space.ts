@@ -4,52 +4,75 @@
  * read-only fields (IDs, capability registers) ignore writes, RW fields take them.
  * Layout per the PCI Local Bus 3.0 and PCIe 6.0 specifications, register names from
  * include/uapi/linux/pci_regs.h.
+ *
+ * Storage is in 256-byte pages allocated on first non-zero byte: most of a PCIe
+ * function's 4 KiB extended space is zero, and a 10k-function host should not cost 40 MiB.
  */
 
+const PAGE = 256;
+
 export class ConfigSpace {
-  readonly bytes: Uint8Array;
-  /** Bits software may change. */
-  readonly writable: Uint8Array;
+  private readonly pages: (Uint8Array | undefined)[];
+  /** Bits software may change, by byte offset (sparse: most of config space is read-only). */
+  readonly writable = new Map<number, number>();
   /** Leading bytes that are known facts (64 for an unprivileged capture). */
   known: number;
 
-  constructor(size: 256 | 4096, known: number = size) {
-    this.bytes = new Uint8Array(size);
-    this.writable = new Uint8Array(size);
+  constructor(
+    readonly size: 256 | 4096,
+    known: number = size,
+  ) {
+    this.pages = new Array<Uint8Array | undefined>(size / PAGE);
     this.known = Math.min(known, size);
   }
 
-  get size(): number {
-    return this.bytes.length;
+  private byte(off: number): number {
+    return this.pages[off >> 8]?.[off & 0xff] ?? 0;
+  }
+
+  private put(off: number, b: number): void {
+    let page = this.pages[off >> 8];
+    if (!page) {
+      if (b === 0) return;
+      page = this.pages[off >> 8] = new Uint8Array(PAGE);
+    }
+    page[off & 0xff] = b;
   }
 
   read(off: number, width: 1 | 2 | 4): number {
-    if (off < 0 || off + width > this.bytes.length) return width === 4 ? 0xffffffff : (1 << (width * 8)) - 1;
+    if (off < 0 || off + width > this.size)
+      return width === 4 ? 0xffffffff : (1 << (width * 8)) - 1;
     let v = 0;
-    for (let i = width - 1; i >= 0; i--) v = v * 256 + (this.bytes[off + i] as number);
+    for (let i = width - 1; i >= 0; i--) v = v * 256 + this.byte(off + i);
     return v;
   }
 
   /** A software write: only writable bits change. */
   write(off: number, width: 1 | 2 | 4, value: number): void {
-    if (off < 0 || off + width > this.bytes.length) return;
+    if (off < 0 || off + width > this.size) return;
     for (let i = 0; i < width; i++) {
       const b = Math.floor(value / 2 ** (8 * i)) & 0xff;
-      const m = this.writable[off + i] as number;
-      this.bytes[off + i] = ((this.bytes[off + i] as number) & ~m) | (b & m);
+      const m = this.writable.get(off + i) ?? 0;
+      if (m) this.put(off + i, (this.byte(off + i) & ~m) | (b & m));
     }
   }
 
   /** Set bytes as hardware (builder/device model), ignoring the write mask. */
   set(off: number, width: 1 | 2 | 4, value: number): void {
-    for (let i = 0; i < width; i++) this.bytes[off + i] = Math.floor(value / 2 ** (8 * i)) & 0xff;
+    for (let i = 0; i < width; i++) this.put(off + i, Math.floor(value / 2 ** (8 * i)) & 0xff);
+  }
+
+  /** Load raw bytes from offset 0. */
+  load(bytes: Uint8Array): void {
+    for (let i = 0; i < Math.min(bytes.length, this.size); i++) this.put(i, bytes[i] as number);
   }
 
   /** Mark bits of a register writable. */
   allow(off: number, width: 1 | 2 | 4, mask: number): void {
     for (let i = 0; i < width; i++) {
-      if (off + i >= this.bytes.length) return;
-      this.writable[off + i] = (this.writable[off + i] as number) | (Math.floor(mask / 2 ** (8 * i)) & 0xff);
+      if (off + i >= this.size) return;
+      const m = (this.writable.get(off + i) ?? 0) | (Math.floor(mask / 2 ** (8 * i)) & 0xff);
+      if (m) this.writable.set(off + i, m);
     }
   }
 }

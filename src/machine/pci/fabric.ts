@@ -90,7 +90,8 @@ export class PciFabric implements PciConfigAccess {
       if (!f.secondary) continue;
       const sec = f.config.read(R.PCI_SECONDARY_BUS, 1);
       const sub = f.config.read(R.PCI_SUBORDINATE_BUS, 1);
-      if (sec !== 0 && number >= sec && number <= sub) return this.walk(f.secondary, number, depth + 1);
+      if (sec !== 0 && number >= sec && number <= sub)
+        return this.walk(f.secondary, number, depth + 1);
     }
     return null;
   }
@@ -105,13 +106,24 @@ export class PciFabric implements PciConfigAccess {
     return f.config.read(offset, width);
   }
 
-  write(domain: number, bus: number, devfn: number, offset: number, width: 1 | 2 | 4, value: number): void {
+  write(
+    domain: number,
+    bus: number,
+    devfn: number,
+    offset: number,
+    width: 1 | 2 | 4,
+    value: number,
+  ): void {
     const f = this.fn(domain, bus, devfn);
     if (!f) return;
     f.config.write(offset, width, value);
     if (offset >= R.PCI_PRIMARY_BUS && offset <= R.PCI_SUBORDINATE_BUS) this.route.clear();
     const sriov = walkExtCaps(f.config).find(([id]) => id === R.PCI_EXT_CAP_ID_SRIOV)?.[1];
-    if (sriov !== undefined && offset <= sriov + R.PCI_SRIOV_CTRL && offset + width > sriov + R.PCI_SRIOV_CTRL) {
+    if (
+      sriov !== undefined &&
+      offset <= sriov + R.PCI_SRIOV_CTRL &&
+      offset + width > sriov + R.PCI_SRIOV_CTRL
+    ) {
       this.updateVfs(f, sriov);
     }
   }
@@ -128,7 +140,10 @@ export class PciFabric implements PciConfigAccess {
       this.route.clear();
       return;
     }
-    const num = Math.min(pf.config.read(cap + R.PCI_SRIOV_NUM_VF, 2), pf.config.read(cap + R.PCI_SRIOV_TOTAL_VF, 2));
+    const num = Math.min(
+      pf.config.read(cap + R.PCI_SRIOV_NUM_VF, 2),
+      pf.config.read(cap + R.PCI_SRIOV_TOTAL_VF, 2),
+    );
     const offset = pf.config.read(cap + R.PCI_SRIOV_VF_OFFSET, 2);
     const stride = pf.config.read(cap + R.PCI_SRIOV_VF_STRIDE, 2);
     const pfBus = this.busNumber(pf.bus);

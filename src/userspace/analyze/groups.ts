@@ -83,10 +83,20 @@ export function analyzeGroups(host: Host, extraCmdline = ""): Analysis {
     );
   }
   if (kernel.iommu.groups.size === 0 && kernel.pci.devices.length > 0) {
-    warnings.push("No IOMMU is enabled on this host: no device is in a group, so none can be passed through with VFIO.");
+    warnings.push(
+      "No IOMMU is enabled on this host: no device is in a group, so none can be passed through with VFIO.",
+    );
   }
-  const report: GroupsReport = { host: host.name, source: host.source, cmdline, groups, ungrouped, warnings };
-  if ([...host.observed.values()].some((o) => o.group !== undefined)) report.comparison = compare(groups, ungrouped, host);
+  const report: GroupsReport = {
+    host: host.name,
+    source: host.source,
+    cmdline,
+    groups,
+    ungrouped,
+    warnings,
+  };
+  if ([...host.observed.values()].some((o) => o.group !== undefined))
+    report.comparison = compare(groups, ungrouped, host);
   return { kernel, report };
 }
 
@@ -109,16 +119,26 @@ function hex4(n: number): string {
 }
 
 /** Partition comparison: group numbers depend on probe order, membership must not. */
-function compare(groups: GroupRow[], ungrouped: DeviceRow[], host: Host): NonNullable<GroupsReport["comparison"]> {
+function compare(
+  groups: GroupRow[],
+  ungrouped: DeviceRow[],
+  host: Host,
+): NonNullable<GroupsReport["comparison"]> {
   const derivedOf = new Map<string, string[]>();
-  for (const g of groups) for (const d of g.devices) derivedOf.set(d.bdf, g.devices.map((x) => x.bdf));
+  for (const g of groups)
+    for (const d of g.devices)
+      derivedOf.set(
+        d.bdf,
+        g.devices.map((x) => x.bdf),
+      );
   const kernelOf = new Map<string, string[]>();
   const byKernelGroup = new Map<number, string[]>();
   for (const [bdf, o] of host.observed) {
     if (o.group === undefined) continue;
     byKernelGroup.set(o.group, [...(byKernelGroup.get(o.group) ?? []), bdf]);
   }
-  for (const members of byKernelGroup.values()) for (const m of members) kernelOf.set(m, members.sort());
+  for (const members of byKernelGroup.values())
+    for (const m of members) kernelOf.set(m, members.sort());
   const differences: Difference[] = [];
   const all = new Set([...derivedOf.keys(), ...kernelOf.keys(), ...ungrouped.map((u) => u.bdf)]);
   for (const bdf of [...all].sort()) {
@@ -134,7 +154,9 @@ function compare(groups: GroupRow[], ungrouped: DeviceRow[], host: Host): NonNul
           : `${bdf}: model {${d.join(", ")}} vs kernel {${k.join(", ")}}`;
     differences.push({ kind, bdf, derived: d, kernel: k, text });
   }
-  const numberingDiffers = groups.some((g) => g.devices.some((d) => d.kernelGroup !== undefined && d.kernelGroup !== g.id));
+  const numberingDiffers = groups.some((g) =>
+    g.devices.some((d) => d.kernelGroup !== undefined && d.kernelGroup !== g.id),
+  );
   return { identical: differences.length === 0, differences, numberingDiffers };
 }
 
@@ -162,7 +184,10 @@ function summarize(edges: GroupEdge[], size: number): string {
     parts.push(`multifunction device ${slots.join(", ")} without ACS between its functions`);
   }
   const alias = byCode("DMA_ALIAS");
-  if (alias.length) parts.push(`DMA requester-ID aliases (${[...new Set(alias.map((e) => SHORT(e.other)))].join(", ")})`);
+  if (alias.length)
+    parts.push(
+      `DMA requester-ID aliases (${[...new Set(alias.map((e) => SHORT(e.other)))].join(", ")})`,
+    );
   if (parts.length) return parts.join("; ");
   const founder = edges[0];
   if (size === 1 && founder) return founder.text;
