@@ -49,7 +49,7 @@ test("groups --json: full BDFs, reasons as data", () => {
   const r = run("groups", "desktop", "--json");
   assert.equal(r.code, 0);
   const j = JSON.parse(r.out) as {
-    groups: { id: number; devices: string[]; reasons: { code: string }[] }[];
+    groups: { id: number; devices: string[]; reasons: { code: string; other?: string }[] }[];
   };
   const gpu = j.groups.find((g) => g.devices.includes("0000:01:00.0"));
   assert.deepEqual(gpu?.devices, ["0000:00:01.0", "0000:01:00.0", "0000:01:00.1"]);

@@ -72,7 +72,9 @@ export function buildHost(spec: HostSpec, source: string): Host {
   const perSlot = new Map<string, number>();
   const slotKey = (f: Flat) => `${f.domain}:${f.bus}:${f.devfn >> 3}`;
   for (const f of flat) perSlot.set(slotKey(f), (perSlot.get(slotKey(f)) ?? 0) + 1);
-  for (const f of flat) f.config = configFor(f, (perSlot.get(slotKey(f)) ?? 1) > 1, fail);
+  for (const f of flat) {
+    f.config = configFor(f, (perSlot.get(slotKey(f)) ?? 1) > 1, spec.unprivileged, fail);
+  }
 
   // Which bridge claims which bus.
   const key = (d: number, b: number) => `${d}:${b}`;
@@ -277,9 +279,14 @@ function flatten(spec: HostSpec, fail: (d: string, f?: string) => never): Flat[]
   return out;
 }
 
+/** Fields that describe capabilities: a function with none of them in an unprivileged
+ * capture had its capability list hidden, not absent. */
+const CAP_FIELDS = ["pcie", "acs", "flr", "pm", "af", "sriov", "ari", "ariForwarding"] as const;
+
 function configFor(
   f: Flat,
   sharedSlot: boolean,
+  unprivileged: boolean,
   fail: (d: string, f?: string) => never,
 ): ConfigSpace {
   const s = f.spec;
@@ -293,12 +300,15 @@ function configFor(
     for (let i = 0; i < n; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
     return rawConfigSpace(bytes);
   }
-  return buildConfigSpace({
-    ...s,
-    header: s.header ?? (s.children || s.secondary !== undefined ? "bridge" : "normal"),
-    multifunction: s.multifunction ?? sharedSlot,
-    pcieTypeCode: s.pcie ? PCIE_TYPE_CODE[s.pcie] : undefined,
-    primary: f.bus,
-    bars: s.bars?.map((b) => ({ ...b })),
-  });
+  return buildConfigSpace(
+    {
+      ...s,
+      header: s.header ?? (s.children || s.secondary !== undefined ? "bridge" : "normal"),
+      multifunction: s.multifunction ?? sharedSlot,
+      pcieTypeCode: s.pcie ? PCIE_TYPE_CODE[s.pcie] : undefined,
+      primary: f.bus,
+      bars: s.bars?.map((b) => ({ ...b })),
+    },
+    unprivileged && !CAP_FIELDS.some((k) => s[k] !== undefined) ? 64 : undefined,
+  );
 }

@@ -65,23 +65,39 @@ function parsePciOption(val: string, acs: AcsCmdline): void {
         ...opt.slice("disable_acs_redir=".length).split(";").filter(Boolean),
       );
     } else if (opt.startsWith("config_acs=")) {
-      for (const entry of opt.slice("config_acs=".length).split(";").filter(Boolean)) {
-        const at = entry.indexOf("@");
-        if (at < 0) continue; // "ACS Flags missing": the kernel ignores the entry
-        const bits = entry.slice(0, at);
-        let mask = 0;
-        let flags = 0;
-        let ok = true;
-        [...bits].reverse().forEach((c, shift) => {
-          if (c === "0") mask |= 1 << shift;
-          else if (c === "1") {
-            mask |= 1 << shift;
-            flags |= 1 << shift;
-          } else if (c !== "x" && c !== "X") ok = false;
-        });
-        if (ok && !(mask & ~0x7f))
-          acs.configAcs.push({ mask, flags, devices: [entry.slice(at + 1)] });
-      }
+      const c = parseConfigAcs(opt.slice("config_acs=".length));
+      if (c) acs.configAcs.push(c);
     }
   }
+}
+
+/**
+ * __pci_config_acs() reads flags only while its mask is still zero — once, from the first
+ * entry — and matches every later entry as a bare device with those same flags; an entry
+ * that is not a device ("1100@…" again) cannot be parsed and ends the list there.
+ */
+function parseConfigAcs(val: string): { mask: number; flags: number; devices: string[] } | null {
+  const entries = val.split(";").filter(Boolean);
+  const first = entries.shift();
+  if (!first) return null;
+  const at = first.indexOf("@");
+  if (at < 0) return null; // "ACS Flags missing"
+  let mask = 0;
+  let flags = 0;
+  const bits = [...first.slice(0, at)].reverse();
+  for (let shift = 0; shift < bits.length; shift++) {
+    const c = bits[shift];
+    if (c === "0") mask |= 1 << shift;
+    else if (c === "1") {
+      mask |= 1 << shift;
+      flags |= 1 << shift;
+    } else if (c !== "x" && c !== "X") return null; // "Invalid ACS flags... Ignoring"
+  }
+  if (mask & ~0x7f) return null; // "Invalid ACS flags specified"
+  const devices = [first.slice(at + 1)];
+  for (const e of entries) {
+    if (e.includes("@")) break; // "Can't parse ACS command line parameter"
+    devices.push(e);
+  }
+  return { mask, flags, devices };
 }

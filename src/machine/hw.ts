@@ -21,8 +21,8 @@ export interface PciConfigAccess {
     width: 1 | 2 | 4,
     value: number,
   ): void;
-  /** How many leading bytes of this function's config space are known facts. */
-  configKnown(domain: number, bus: number, devfn: number): number;
+  /** Whether config bytes [offset, offset+len) of this function are known facts. */
+  configKnown(domain: number, bus: number, devfn: number, offset: number, len: number): boolean;
 }
 
 /** A PCI root bus as firmware (ACPI _CRS / MCFG) or the VMD driver reports it. */

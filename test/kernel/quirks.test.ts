@@ -39,8 +39,8 @@ class FakeConfig implements PciConfigAccess {
     const s = this.space(bus, devfn);
     for (let i = 0; i < width; i++) s[off + i] = Math.floor(value / 2 ** (8 * i)) & 0xff;
   }
-  configKnown(): number {
-    return this.known;
+  configKnown(_d: number, _b: number, _devfn: number, off: number, len: number): boolean {
+    return off + len <= this.known;
   }
 }
 
@@ -400,7 +400,7 @@ describe("pci_dev_acs_ops[]", () => {
     assert.equal(rp.devFlags.has("PCI_DEV_FLAGS_ACS_ENABLED_QUIRK"), true);
     assert.equal(rp.read32(0xd8), 0x0000_1234, "IRBNCE (bit 26) does not land");
     assert.ok(
-      rp.notes.some((n) => n.startsWith("pci_quirk_enable_intel_pch_acs") && /assumed/.test(n)),
+      rp.notes.some((n) => n.startsWith("pci_quirk_enable_intel_lpc_acs") && /assumed/.test(n)),
     );
     assert.deepEqual(acs(rp), { ret: 1, quirk: "pci_quirk_intel_pch_acs" });
     assert.equal(pciDevSpecificDisableAcsRedir(rp), false);

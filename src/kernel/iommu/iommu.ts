@@ -29,6 +29,7 @@ export type ReasonCode =
   | "ACS_OK"
   | "MF_SIBLINGS"
   | "MF_ISOLATED"
+  | "MF_ALONE"
   | "ACS_BY_QUIRK"
   | "NO_GROUP"
   | "UNKNOWN_CAPS";
@@ -261,10 +262,14 @@ export class IommuSubsystem {
       });
       return null;
     }
+    const isolating: AcsVerdict[] = [];
     for (const tmp of pdev.bus.devices) {
       if (tmp === pdev || tmp.slot !== pdev.slot) continue;
       const other = this.acs(tmp);
-      if (other.enabled) continue;
+      if (other.enabled) {
+        isolating.push(other);
+        continue;
+      }
       const edge: GroupEdge = {
         code: "MF_SIBLINGS",
         dev: dev.name,
@@ -275,6 +280,17 @@ export class IommuSubsystem {
       steps.push(edge);
       const r = this.aliasGroup(dev, tmp, devfns, steps);
       if (r) return { group: r.group, edge };
+    }
+    if (isolating.length && !steps.some((s) => s.code === "MF_SIBLINGS")) {
+      // Only pairs that both fail ACS are grouped: a non-isolated function whose siblings
+      // all isolate themselves stays alone (one of the defects the 2025 rework targets).
+      steps.push({
+        code: "MF_ALONE",
+        dev: dev.name,
+        other: pdev.name,
+        text: `multifunction ${short(pdev)} lacks ACS isolation (${own.text}), but its sibling functions enforce it, and the kernel groups only functions that both lack it`,
+        verdicts: [own, ...isolating],
+      });
     }
     return null;
   }

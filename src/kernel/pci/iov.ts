@@ -11,7 +11,7 @@ import type { PciDev } from "./pci.js";
 import { PciDev as PciDevClass } from "./pci.js";
 import type { PciSubsystem } from "./probe.js";
 
-export type Errno = "EINVAL" | "ENODEV" | "EBUSY";
+export type Errno = "EINVAL" | "ENODEV" | "EBUSY" | "ENOMEM";
 
 export function sriovEnable(pci: PciSubsystem, pf: PciDev, num: number): PciDev[] | Errno {
   const pos = pciFindExtCapability(pf, R.PCI_EXT_CAP_ID_SRIOV);
@@ -25,6 +25,9 @@ export function sriovEnable(pci: PciSubsystem, pf: PciDev, num: number): PciDev[
   const stride = pf.read16(pos + R.PCI_SRIOV_VF_STRIDE);
   const vfDevice = pf.read16(pos + R.PCI_SRIOV_VF_DID);
   if (num === 0) return [];
+  // The last VF's bus must lie within the bus range forwarded to the PF's bus.
+  const lastBus = ((pf.bus.number << 8) + pf.devfn + offset + stride * (num - 1)) >> 8;
+  if (lastBus > pf.bus.busnEnd) return "ENOMEM";
   pf.write16(pos + R.PCI_SRIOV_CTRL, ctrl | R.PCI_SRIOV_CTRL_VFE | R.PCI_SRIOV_CTRL_MSE);
   const vfs: PciDev[] = [];
   for (let i = 0; i < num; i++) {

@@ -25,6 +25,8 @@ export type PciDevFlag =
 export class PciBus {
   readonly children: PciBus[] = [];
   readonly devices: PciDev[] = [];
+  /** busn_res.end: the last bus number routed here (the bridge's subordinate, or 0xff). */
+  busnEnd = 0xff;
   constructor(
     readonly domain: number,
     readonly number: number,
@@ -98,7 +100,16 @@ export class PciDev {
   }
   /** Whether config bytes [off, off+len) are known facts (see machine/hw.ts). */
   known(off: number, len = 1): boolean {
-    return off + len <= this.cfg.configKnown(this.bus.domain, this.bus.number, this.devfn);
+    return this.cfg.configKnown(this.bus.domain, this.bus.number, this.devfn, off, len);
+  }
+  /** pci_bus_read_config_dword() on another devfn of this bus (no pci_dev needed). */
+  busRead32(devfn: number, off: number): { value: number; known: boolean } {
+    const d = this.bus.domain;
+    const b = this.bus.number;
+    return {
+      value: this.cfg.read(d, b, devfn, off, 4),
+      known: this.cfg.configKnown(d, b, devfn, off, 4),
+    };
   }
 
   isPcie(): boolean {

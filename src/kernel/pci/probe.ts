@@ -165,9 +165,13 @@ export class PciSubsystem {
     const parent = dev.upstreamBridge();
     if (!parent) return;
     const type = dev.pcieType();
+    // 6.12 ORs the new type in unshifted: it lands in the version bits (3:0) and the type
+    // field reads 0, so the port is then treated as an endpoint. Kept as Linux does it.
     const retype = (t: number, what: string) => {
-      dev.pcieFlagsReg = (dev.pcieFlagsReg & ~R.PCI_EXP_FLAGS_TYPE) | (t << 4);
-      dev.notes.push(what);
+      dev.pcieFlagsReg = (dev.pcieFlagsReg & ~R.PCI_EXP_FLAGS_TYPE) | t;
+      dev.notes.push(
+        `${what} (the type is written into the version bits: now type ${dev.pcieType()}, an endpoint)`,
+      );
     };
     if (type === R.PCI_EXP_TYPE_DOWNSTREAM && parent.isDownstreamPort()) {
       retype(
@@ -220,6 +224,7 @@ export class PciSubsystem {
       return;
     }
     const child = this.addBus(bus.domain, secondary, dev, bus);
+    child.busnEnd = subordinate;
     dev.subordinate = child;
     this.scanChildBus(child);
   }

@@ -512,18 +512,34 @@ export function pciDevSpecificAcsEnabled(
 const INTEL_MPC_REG = 0xd8;
 const INTEL_MPC_REG_IRBNCE = 1 << 26;
 
+/** LPC (D31:F0) Root Complex Base Address register and its enable bit. */
+const INTEL_LPC_RCBA_REG = 0xf0;
+const INTEL_LPC_RCBA_ENABLE = 1;
+
 /**
  * pci_quirk_enable_intel_pch_acs(). Its first half (pci_quirk_enable_intel_lpc_acs) reads the
- * LPC's RCBA and clears the UPDCR peer-decode bits in chipset MMIO, which the model cannot see;
- * that half is assumed to succeed.
+ * LPC's RCBA by config cycle — a disabled RCBA fails the quirk, which still counts as handled —
+ * then clears the UPDCR peer-decode bits in chipset MMIO, which the model cannot see (assumed
+ * to succeed). An RCBA that was not captured (lspci text) is assumed enabled, as firmware does.
  */
 function enableIntelPchAcs(dev: PciDev): boolean {
   if (!intelPchAcsMatch(dev)) return false;
+  const rcba = dev.busRead32(PCI_DEVFN(31, 0), INTEL_LPC_RCBA_REG);
+  if (rcba.known && !(rcba.value & INTEL_LPC_RCBA_ENABLE)) {
+    dev.notes.push(
+      "pci_quirk_enable_intel_pch_acs: LPC RCBA disabled: Failed to enable Intel PCH ACS quirk",
+    );
+    return true;
+  }
   dev.notes.push(
-    "pci_quirk_enable_intel_pch_acs: LPC RCBA/UPDCR peer-decode disable is chipset MMIO the " +
-      "model cannot see; assumed to succeed",
+    rcba.known
+      ? "pci_quirk_enable_intel_lpc_acs: UPDCR peer-decode disable is chipset MMIO the model " +
+          "cannot see; assumed to succeed"
+      : "pci_quirk_enable_intel_lpc_acs: LPC RCBA not captured; assumed enabled by firmware, " +
+          "and the UPDCR peer-decode disable assumed to succeed",
   );
-  const mpc = read32(dev, INTEL_MPC_REG);
+  // MPC is device-specific; its value never changes a verdict (see below), so read it plainly.
+  const mpc = dev.read32(INTEL_MPC_REG);
   if (!(mpc & INTEL_MPC_REG_IRBNCE)) {
     // The kernel writes the dword back with pci_write_config_word(): bit 26 never lands.
     dev.write16(INTEL_MPC_REG, mpc & 0xffff);

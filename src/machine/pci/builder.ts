@@ -53,12 +53,23 @@ export interface FunctionDesc {
 }
 
 const PM_AT = 0x40;
+/** Bytes each laid-out standard capability occupies. */
+const CAP_LEN: Record<number, number> = {
+  [R.PCI_CAP_ID_PM]: 8,
+  [R.PCI_CAP_ID_EXP]: 0x3c,
+  [R.PCI_CAP_ID_AF]: 6,
+};
 const EXP_AT = 0x50;
 const AF_AT = 0x90;
 
-export function buildConfigSpace(d: FunctionDesc): ConfigSpace {
+/**
+ * `visible` = 64 models an unprivileged capture: only the header is known, the capability
+ * list behind it was not readable and is left empty (reads give zeros, marked unknown).
+ */
+export function buildConfigSpace(d: FunctionDesc, visible?: 64): ConfigSpace {
   const pcie = d.pcieTypeCode !== undefined;
   const cs = new ConfigSpace(pcie ? 4096 : 256);
+  cs.defined = [[0, 0x40]];
   const header = d.header ?? (d.secondary !== undefined ? "bridge" : "normal");
   const hdrType =
     (header === "bridge"
@@ -126,6 +137,14 @@ export function buildConfigSpace(d: FunctionDesc): ConfigSpace {
       },
     });
   }
+  if (visible) {
+    cs.set(R.PCI_STATUS, 2, R.PCI_STATUS_CAP_LIST);
+    cs.set(R.PCI_CAPABILITY_LIST, 1, 0x40);
+    cs.known = visible;
+    cs.defined = null;
+    allowSoftwareWrites(cs);
+    return cs;
+  }
   if (header !== "cardbus") {
     cs.set(R.PCI_STATUS, 2, R.PCI_STATUS_CAP_LIST);
     cs.set(R.PCI_CAPABILITY_LIST, 1, caps[0]?.at ?? 0);
@@ -133,6 +152,7 @@ export function buildConfigSpace(d: FunctionDesc): ConfigSpace {
       cs.set(c.at, 1, c.id);
       cs.set(c.at + 1, 1, caps[i + 1]?.at ?? 0);
       c.fill();
+      cs.defined?.push([c.at, c.at + (CAP_LEN[c.id] ?? 8)]);
     });
   }
 
@@ -217,6 +237,9 @@ function allowSoftwareWrites(cs: ConfigSpace): void {
     if (id === R.PCI_EXT_CAP_ID_ACS) {
       // Only advertised features have a working enable bit (PCIe 6.0 §7.7.8.3).
       cs.allow(at + R.PCI_ACS_CTRL, 2, cs.read(at + R.PCI_ACS_CAP, 2) & 0x7f);
+      // +8: the Egress Control Vector (RW); Intel SPT/UPT root ports keep their real ACS
+      // control dword there (quirks.c pci_quirk_enable_intel_spt_pch_acs writes it).
+      cs.allow(at + 8, 4, 0xffffffff);
     }
     if (id === R.PCI_EXT_CAP_ID_SRIOV) {
       cs.allow(at + R.PCI_SRIOV_CTRL, 2, 0x001f);

@@ -17,6 +17,11 @@ export class ConfigSpace {
   readonly writable = new Map<number, number>();
   /** Leading bytes that are known facts (64 for an unprivileged capture). */
   known: number;
+  /**
+   * For a space laid out from a description: the byte ranges it defines (header, the
+   * capabilities). Device-specific registers elsewhere below 0x100 are then not known.
+   */
+  defined: [number, number][] | null = null;
 
   constructor(
     readonly size: 256 | 4096,
@@ -24,6 +29,13 @@ export class ConfigSpace {
   ) {
     this.pages = new Array<Uint8Array | undefined>(size / PAGE);
     this.known = Math.min(known, size);
+  }
+
+  /** Are bytes [off, off+len) known facts rather than placeholders? */
+  isKnown(off: number, len: number): boolean {
+    if (off + len > this.known) return false;
+    if (!this.defined || off >= 0x100) return true;
+    return this.defined.some(([a, b]) => off >= a && off + len <= b);
   }
 
   private byte(off: number): number {

@@ -128,8 +128,8 @@ export class PciFabric implements PciConfigAccess {
     }
   }
 
-  configKnown(domain: number, bus: number, devfn: number): number {
-    return this.fn(domain, bus, devfn)?.config.known ?? 0;
+  configKnown(domain: number, bus: number, devfn: number, offset: number, len: number): boolean {
+    return this.fn(domain, bus, devfn)?.config.isKnown(offset, len) ?? true;
   }
 
   /** VF Enable changed: instantiate or remove the PF's virtual functions. */

@@ -76,7 +76,7 @@ export function analyzeGroups(host: Host, extraCmdline = ""): Analysis {
         "Devices it splits can still reach each other by peer-to-peer DMA that never passes the IOMMU.",
     );
   }
-  if (host.unprivileged) {
+  if (host.unprivileged || kernel.pci.devices.some((d) => d.capsUnknown)) {
     warnings.push(
       "Capabilities were not readable (captured without root): PCIe port types and ACS are unknown, " +
         "so derived groups assume no ACS anywhere. Capture as root for a real derivation.",
