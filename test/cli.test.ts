@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLI, oracleCases } from "./support/paths.js";
+import { CLI, ROOT, oracleCases } from "./support/paths.js";
 
 function run(...args: string[]): { code: number; out: string; err: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], {
@@ -179,4 +179,18 @@ test("garbage lspci text gets a located error", () => {
   const trunc =
     "00:00.0 Host bridge [0600]: Intel Corporation Device [8086:3e30]\n\n00:01.0 PCI bridge [0604]: Intel Corpor\n";
   inputError(run("groups", tmp("trunc.txt", trunc)), /trunc\.txt:3/);
+});
+
+test("non-root lspci: unknown verdicts are said to be unknown, and the kernel's groups stand", () => {
+  // The nuc11 fixture with every capability block replaced by "<access denied>".
+  const f = join(ROOT, "test", "fixtures", "lspci-nonroot", "intel-tigerlake-nuc11-nonroot.txt");
+  const r = run("groups", f);
+  assert.equal(r.code, 0, "differences caused by missing data are not findings");
+  assert.match(r.out, /Capabilities were not readable/);
+  const j = JSON.parse(run("groups", f, "--json").out) as {
+    comparison: { differences: { unknownCaps: boolean }[]; unexplained: number };
+  };
+  assert.ok(j.comparison.differences.length > 0);
+  assert.ok(j.comparison.differences.every((d) => d.unknownCaps));
+  assert.equal(j.comparison.unexplained, 0);
 });

@@ -6,9 +6,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadHost } from "../src/host/load.js";
+import { readSnapshot } from "../src/host/snapshot.js";
 import { analyzeGroups } from "../src/userspace/analyze/groups.js";
 import { lspciFixtures, oracleCases } from "./support/paths.js";
 
@@ -62,3 +64,34 @@ for (const [name, dir] of oracleCases()) {
     }
   });
 }
+
+test("an lspci -xxxx dump of a real host gives the kernel's groups", async () => {
+  // Write the snapshot's config bytes out as `lspci -xxxx` prints them, then load that.
+  const dir = oracleCases().get("group-acs") as string;
+  const snap = await readSnapshot(join(dir, "snapshot.tar.gz"));
+  const host = await loadHost(join(dir, "snapshot.tar.gz"));
+  const lines: string[] = [];
+  for (const name of snap.list("sys/bus/pci/devices")) {
+    const cfg = snap.file(`sys/bus/pci/devices/${name}/config`) as Buffer;
+    lines.push(`${name.slice(5)} Device`);
+    for (let off = 0; off < cfg.length; off += 16) {
+      const row = [...cfg.subarray(off, off + 16)].map((b) => b.toString(16).padStart(2, "0"));
+      lines.push(`${off.toString(16).padStart(off < 0x100 ? 2 : 3, "0")}: ${row.join(" ")}`);
+    }
+    lines.push("");
+  }
+  const file = join(mkdtempSync(join(tmpdir(), "passthru-")), "host.xxxx");
+  writeFileSync(file, lines.join("\n"));
+  const dump = await loadHost(file);
+  assert.equal(dump.kind, "hexdump");
+  const { report } = analyzeGroups(dump);
+  assert.ok(report.warnings.some((w) => /as if one translated every function/.test(w)));
+  const kernel = new Map<number, string[]>();
+  for (const [bdf, o] of host.observed) {
+    if (o.group !== undefined) kernel.set(o.group, [...(kernel.get(o.group) ?? []), bdf]);
+  }
+  assert.deepEqual(
+    partition(report.groups),
+    [...kernel.values()].map((m) => m.sort().join(" ")).sort(),
+  );
+});

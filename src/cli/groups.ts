@@ -34,14 +34,15 @@ export async function groupsCommand(input: string, opts: GroupsOptions): Promise
     const bdf = fullBdf(opts.explain);
     const trace = kernel.debug.trace(bdf);
     if (!trace) throw new UsageError(`--explain: no PCI function ${bdf} on ${host.name}`);
-    if (opts.json)
-      printJson({ device: bdf, ...trace, groupDevices: groupMembers(report, trace.group) });
-    else printExplain(kernel, report, trace);
+    if (opts.json) {
+      const members = groupMembers(report, trace.group);
+      printJson({ device: bdf, ...trace, groupDevices: members, chain: chain(kernel, trace) });
+    } else printExplain(kernel, report, trace);
     return EXIT_OK;
   }
   if (opts.json) printJson(jsonReport(report));
   else printReport(report);
-  return report.comparison && !report.comparison.identical ? EXIT_FINDINGS : EXIT_OK;
+  return report.comparison && report.comparison.unexplained > 0 ? EXIT_FINDINGS : EXIT_OK;
 }
 
 export function fullBdf(s: string): string {
@@ -115,7 +116,18 @@ function printReport(r: GroupsReport): void {
       );
     } else {
       out.push(red(`${r.comparison.differences.length} difference(s) from the kernel's groups:`));
-      for (const d of r.comparison.differences) out.push(`  ${d.text}`);
+      for (const d of r.comparison.differences) {
+        out.push(
+          `  ${d.text}${d.unknownCaps ? dim(" (capabilities not in the input: expected)") : ""}`,
+        );
+      }
+      if (r.comparison.unexplained === 0) {
+        out.push(
+          dim(
+            "All of them involve devices whose capabilities the input lacks; the kernel's groups stand.",
+          ),
+        );
+      }
     }
   }
   process.stdout.write(out.join("\n").replace(/\n+$/, "") + "\n");
@@ -142,8 +154,26 @@ function printExplain(kernel: Kernel, r: GroupsReport, t: DeviceTrace): void {
   });
   if (t.steps.length === 0)
     out.push("  (no alias, no bridge above failing ACS, no non-isolated sibling)");
-  out.push("", `${bold("Decided by")} [${t.decided.code}]: ${t.decided.text}`);
+  const how = (x: DeviceTrace) => (x.founded ? "founded the group" : "joined it");
+  out.push("", `${bold("Decided")}: ${t.dev} ${how(t)}: [${t.decided.code}] ${t.decided.text}`);
+  for (const link of chain(kernel, t)) {
+    out.push(`  ${link.dev} ${how(link)}: [${link.decided.code}] ${link.decided.text}`);
+  }
   process.stdout.write(out.join("\n") + "\n");
+}
+
+/** The devices whose groups a device joined, back to the one that founded the group. */
+function chain(kernel: Kernel, t: DeviceTrace): DeviceTrace[] {
+  const out: DeviceTrace[] = [];
+  const seen = new Set([t.dev]);
+  for (let cur = t; !cur.founded && cur.decided.other && !seen.has(cur.decided.other);) {
+    const next = kernel.debug.trace(cur.decided.other);
+    if (!next || next.group !== t.group) break;
+    seen.add(next.dev);
+    out.push(next);
+    cur = next;
+  }
+  return out;
 }
 
 async function overrideWhatIf(

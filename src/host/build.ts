@@ -31,6 +31,8 @@ export interface Host {
   observed: Map<string, Observed>;
   /** Where the host came from, for messages. */
   source: string;
+  /** What the input could not say and the analysis therefore assumed. */
+  assumptions: string[];
 }
 
 interface Flat {
@@ -194,6 +196,7 @@ export function buildHost(spec: HostSpec, source: string): Host {
     functions: new Map(flat.map((f) => [f.name, f.spec])),
     observed,
     source,
+    assumptions: [],
   };
 }
 

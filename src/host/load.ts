@@ -49,7 +49,14 @@ export async function loadHost(input: string): Promise<Host & { kind: InputKind 
   const kind = sniff(text);
   if (kind === "yaml") return { ...fromYaml(text, input), kind };
   const spec = kind === "lspci" ? parseLspci(text, input) : parseHexdump(text, input);
-  return { ...buildHost(spec, input), kind };
+  const host = buildHost(spec, input);
+  if (!spec.functions.some((f) => f.group !== undefined)) {
+    host.assumptions.push(
+      "The input does not show the kernel's IOMMU groups, so whether an IOMMU was on is unknown: " +
+        "groups are derived as if one translated every function.",
+    );
+  }
+  return { ...host, kind };
 }
 
 function fromYaml(text: string, file: string): Host {

@@ -270,8 +270,10 @@ export function finishHost(
   }
 
   // One IOMMU unit per (non-VMD) PCI domain, of the kind the host bridge's vendor implies.
+  // Without group lines the text does not say whether one was on: the units are still
+  // described, so that groups can be derived as if it were (the loader says so).
   const iommu: IommuSpec[] = [];
-  if (grouped) {
+  {
     const domains = [...new Set(parsed.map((p) => p.domain))]
       .filter((d) => d < VMD_DOMAIN_BASE)
       .sort((a, b) => a - b);

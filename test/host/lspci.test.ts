@@ -378,7 +378,8 @@ test("-D addresses (4 and 5 hex digits), -vnn Flags line, -nn without -v, -n num
     { kind: "amd-vi", name: "ivhd1", segment: 1 },
   ]);
 
-  // -nn alone: no blank lines, no body; header unknown, no groups, no IOMMU units.
+  // -nn alone: no blank lines, no body; header unknown, no groups. The unit the host
+  // bridge's vendor implies is still described (groups are derived as if it were on).
   const nn = parseLspci(
     "00:00.0 Host bridge [0600]: Intel Corporation Device [8086:9a14] (rev 01)\n" +
       "00:1c.0 PCI bridge [0604]: Intel Corporation Device [8086:43be] (rev 11)\n" +
@@ -392,7 +393,7 @@ test("-D addresses (4 and 5 hex digits), -vnn Flags line, -nn without -v, -n num
   assert.equal(fn(nn, "00:1c.1").multifunction, true);
   assert.equal(fn(nn, "10000:e1:00.0").revision, 0);
   assert.equal(fn(nn, "10000:e1:00.0").name, "Micron Technology Inc 2300 NVMe SSD [Santana]");
-  assert.deepEqual(nn.iommu, []);
+  assert.deepEqual(nn.iommu, [{ kind: "intel-vtd", name: "dmar0", segment: 0 }]);
   assert.ok(!nn.functions.some((f) => f.noIommu || f.vmd)); // no driver, no VMD id
 
   const n = parseLspci(

@@ -61,6 +61,8 @@ export interface DeviceTrace {
   steps: GroupEdge[];
   /** The edge that decided: the one that found the group joined, or the founding one. */
   decided: GroupEdge;
+  /** This device was the group's first member (iommu_group_alloc). */
+  founded: boolean;
 }
 
 export class IommuSubsystem {
@@ -100,7 +102,13 @@ export class IommuSubsystem {
         dev: dev.name,
         text: "not translated by any IOMMU unit (outside its DMAR/IVRS scope): no group",
       };
-      this.traces.set(dev.name, { dev: dev.name, group: null, steps: [edge], decided: edge });
+      this.traces.set(dev.name, {
+        dev: dev.name,
+        group: null,
+        steps: [edge],
+        decided: edge,
+        founded: false,
+      });
       return;
     }
     const steps: GroupEdge[] = [];
@@ -117,7 +125,7 @@ export class IommuSubsystem {
     group.devices.push(dev);
     group.edges.push(decided);
     this.groupOfDev.set(dev, group);
-    this.traces.set(dev.name, { dev: dev.name, group: group.id, steps, decided });
+    this.traces.set(dev.name, { dev: dev.name, group: group.id, steps, decided, founded: !found });
   }
 
   /** Removal (hot-unplug, VF disable): the group dies with its last device, freeing its id. */

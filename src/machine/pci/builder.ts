@@ -99,6 +99,13 @@ export function buildConfigSpace(d: FunctionDesc, visible?: 64): ConfigSpace {
         : (bar.kind === "mem64" ? R.PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) |
           (bar.prefetchable ? R.PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
     cs.set(off, 4, flags);
+    // Sizing (PCI 3.0 §6.2.5.1): the address bits below the size are hard-wired to zero,
+    // so software writing all ones reads back ~(size - 1) plus the flag bits.
+    const low = bar.size >= 2 ** 32 ? 0 : 2 ** 32 - bar.size;
+    cs.allow(off, 4, low & (bar.kind === "io" ? 0xfffffffc : 0xfffffff0));
+    if (bar.kind === "mem64") {
+      cs.allow(off + 4, 4, bar.size >= 2 ** 32 ? 2 ** 32 - bar.size / 2 ** 32 : 0xffffffff);
+    }
   }
 
   // Standard capabilities, chained from 0x40.

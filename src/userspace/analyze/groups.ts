@@ -31,6 +31,8 @@ export interface Difference {
   derived: string[];
   kernel: string[];
   text: string;
+  /** A device involved had capabilities the input did not hold: a gap in the data, not the model. */
+  unknownCaps: boolean;
 }
 
 export interface GroupsReport {
@@ -40,7 +42,13 @@ export interface GroupsReport {
   groups: GroupRow[];
   ungrouped: DeviceRow[];
   /** Present when the input carries the kernel's own groups. */
-  comparison?: { identical: boolean; differences: Difference[]; numberingDiffers: boolean };
+  comparison?: {
+    identical: boolean;
+    differences: Difference[];
+    numberingDiffers: boolean;
+    /** Differences not explained by capabilities missing from the input. */
+    unexplained: number;
+  };
   warnings: string[];
 }
 
@@ -69,7 +77,7 @@ export function analyzeGroups(host: Host, extraCmdline = ""): Analysis {
   }));
   const grouped = new Set(groups.flatMap((g) => g.devices.map((d) => d.bdf)));
   const ungrouped = kernel.pci.devices.filter((d) => !grouped.has(d.name)).map((d) => row(d.name));
-  const warnings: string[] = [];
+  const warnings: string[] = [...host.assumptions];
   if (kernel.params.acsOverride) {
     warnings.push(
       "pcie_acs_override is in effect: the kernel believes in isolation the hardware does not provide. " +
@@ -96,7 +104,12 @@ export function analyzeGroups(host: Host, extraCmdline = ""): Analysis {
     warnings,
   };
   if ([...host.observed.values()].some((o) => o.group !== undefined))
-    report.comparison = compare(groups, ungrouped, host);
+    report.comparison = compare(
+      groups,
+      ungrouped,
+      host,
+      (bdf) => !!kernel.debug.device(bdf)?.capsUnknown,
+    );
   return { kernel, report };
 }
 
@@ -123,6 +136,7 @@ function compare(
   groups: GroupRow[],
   ungrouped: DeviceRow[],
   host: Host,
+  unknown: (bdf: string) => boolean,
 ): NonNullable<GroupsReport["comparison"]> {
   const derivedOf = new Map<string, string[]>();
   for (const g of groups)
@@ -152,12 +166,18 @@ function compare(
         : kind === "extra-group"
           ? `${bdf}: the model grouped it (${d.join(", ")}), the kernel gave it no group`
           : `${bdf}: model {${d.join(", ")}} vs kernel {${k.join(", ")}}`;
-    differences.push({ kind, bdf, derived: d, kernel: k, text });
+    const unknownCaps = [bdf, ...d, ...k].some(unknown);
+    differences.push({ kind, bdf, derived: d, kernel: k, text, unknownCaps });
   }
   const numberingDiffers = groups.some((g) =>
     g.devices.some((d) => d.kernelGroup !== undefined && d.kernelGroup !== g.id),
   );
-  return { identical: differences.length === 0, differences, numberingDiffers };
+  return {
+    identical: differences.length === 0,
+    differences,
+    numberingDiffers,
+    unexplained: differences.filter((x) => !x.unknownCaps).length,
+  };
 }
 
 const SHORT = (bdf?: string) => (bdf?.startsWith("0000:") ? bdf.slice(5) : (bdf ?? "?"));
