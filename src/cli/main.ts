@@ -6,6 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { builtinHosts } from "../host/load.js";
 import { groupsCommand } from "./groups.js";
+import { replayCommand } from "./replay.js";
 import { EXIT_OK, EXIT_USAGE, reportError, setColour } from "./output.js";
 
 export async function main(argv: string[]): Promise<number> {
@@ -37,6 +38,17 @@ export async function main(argv: string[]): Promise<number> {
     )
     .action(async (input: string, opts) => {
       code = await groupsCommand(input, opts);
+    });
+
+  program
+    .command("replay")
+    .description(
+      "run a syscall script (SCRIPT.md) on the model booted from a host; one result line per operation",
+    )
+    .requiredOption("--snapshot <host>", "host snapshot (or any host input)")
+    .requiredOption("--script <file>", "syscall script, JSON Lines")
+    .action(async (opts: { snapshot: string; script: string }) => {
+      code = await replayCommand(opts);
     });
 
   program

@@ -234,6 +234,7 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
     kernel: {
       cmdline: fs.text("proc/cmdline") ?? "",
       release: fs.text("proc/sys/kernel/osrelease"),
+      drivers: fs.list("sys/bus/pci/drivers"),
     },
     iommu,
     unprivileged,

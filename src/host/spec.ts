@@ -188,6 +188,8 @@ export const hostSpecSchema = z.strictObject({
     .strictObject({
       cmdline: z.string().default(""),
       release: z.string().optional(),
+      /** PCI drivers of the kernel build (sys/bus/pci/drivers). */
+      drivers: z.array(z.string()).optional(),
     })
     .default({ cmdline: "" }),
   iommu: z.array(iommuSpec).default([]),

@@ -10,6 +10,10 @@
  * presenting a guess as Linux's answer.
  */
 
+/** The CPU's base page (x86-64, arm64 4K kernels). */
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+
 export interface PciConfigAccess {
   /** Config read of `width` bytes; all ones when no function answers (master abort). */
   read(domain: number, bus: number, devfn: number, offset: number, width: 1 | 2 | 4): number;
@@ -52,7 +56,16 @@ export interface Firmware {
   iommuUnits(): IommuUnitDesc[];
 }
 
+/** System RAM as the CPU and DMA see it. */
+export interface MemoryAccess {
+  readonly size: number;
+  read(pa: number, len: number): Uint8Array;
+  write(pa: number, data: Uint8Array): void;
+  clear(pfn: number): void;
+}
+
 export interface Hardware {
   pci: PciConfigAccess;
   firmware: Firmware;
+  memory: MemoryAccess;
 }

@@ -3,12 +3,15 @@
  * domains, IOMMU units and their scopes). `hardware()` is the only view the kernel gets.
  */
 import type { Firmware, Hardware, IommuUnitDesc, RootBusDesc } from "./hw.js";
+import { PhysicalMemory } from "./memory.js";
 import { PciFabric } from "./pci/fabric.js";
 
 export class Machine implements Firmware {
   readonly pci = new PciFabric();
   readonly roots: RootBusDesc[] = [];
   readonly iommus: IommuUnitDesc[] = [];
+  /** 1 GiB of RAM, as the oracle's QEMU guests have. */
+  readonly memory = new PhysicalMemory(1 << 30);
 
   constructor(readonly name: string) {}
 
@@ -21,6 +24,6 @@ export class Machine implements Firmware {
   }
 
   hardware(): Hardware {
-    return { pci: this.pci, firmware: this };
+    return { pci: this.pci, firmware: this, memory: this.memory };
   }
 }

@@ -10,6 +10,7 @@
  * Every decision is kept as a GroupEdge, so the reason a group is what it is can be shown.
  */
 import type { IommuUnitDesc } from "../../machine/hw.js";
+import { err } from "../../uapi/errno.js";
 import { pciAcsEnabled, pciAcsPathEnabled, REQ_ACS_FLAGS, type AcsVerdict } from "../pci/acs.js";
 import { pcieTypeName, type PciDev } from "../pci/pci.js";
 import type { QuirkContext } from "../pci/quirks.js";
@@ -48,10 +49,21 @@ export class IommuGroup {
   readonly devices: PciDev[] = [];
   /** How each member came to be here: the founder's edge first, then each joiner's. */
   readonly edges: GroupEdge[] = [];
+  /**
+   * DMA ownership (iommu.c, since 5.19): kernel drivers using the default domain each count
+   * once; a user owner (VFIO, iommufd) claims it whole and is recorded in `owner`.
+   */
+  ownerCnt = 0;
+  owner: unknown = null;
   constructor(
     readonly id: number,
     readonly unit: IommuUnitDesc,
   ) {}
+
+  /** iommu_group_dma_owner_claimed() */
+  get dmaOwnerClaimed(): boolean {
+    return this.ownerCnt !== 0;
+  }
 }
 
 export interface DeviceTrace {
@@ -144,6 +156,36 @@ export class IommuSubsystem {
   }
 
   /** ida_alloc(): the lowest free id — a freed one if any, else the next never used. */
+  /** iommu_device_use_default_domain(): a DMA-API driver is about to probe dev. */
+  useDefaultDomain(dev: PciDev): number {
+    const g = this.groupOfDev.get(dev);
+    if (!g) return 0;
+    if (g.ownerCnt && g.owner !== null) return err("EBUSY");
+    g.ownerCnt++;
+    return 0;
+  }
+
+  /** iommu_device_unuse_default_domain() */
+  unuseDefaultDomain(dev: PciDev): void {
+    const g = this.groupOfDev.get(dev);
+    if (g && g.ownerCnt && g.owner === null) g.ownerCnt--;
+  }
+
+  /** iommu_group_claim_dma_owner(): EPERM while any kernel driver uses the group. */
+  claimDmaOwner(g: IommuGroup, owner: unknown): number {
+    if (g.ownerCnt) return err("EPERM");
+    g.owner = owner;
+    g.ownerCnt++;
+    return 0;
+  }
+
+  /** iommu_group_release_dma_owner() */
+  releaseDmaOwner(g: IommuGroup): void {
+    if (g.owner === null) return;
+    g.owner = null;
+    g.ownerCnt = 0;
+  }
+
   private allocId(): number {
     if (this.freedIds.length) {
       const min = Math.min(...this.freedIds);

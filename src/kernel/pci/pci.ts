@@ -67,6 +67,8 @@ export class PciDev {
   ariEnabled = false;
   /** A capability walk read bytes the capture did not hold (unprivileged input). */
   capsUnknown = false;
+  /** pci_enable_device() count (sysfs `enable`). */
+  enableCnt = 0;
   isVirtfn = false;
   physfn: PciDev | null = null;
   /** Facts the kernel logged while setting this device up (quirks, corrections). */
@@ -91,6 +93,9 @@ export class PciDev {
   }
   read32(off: number): number {
     return this.cfg.read(this.bus.domain, this.bus.number, this.devfn, off, 4);
+  }
+  write8(off: number, v: number): void {
+    this.cfg.write(this.bus.domain, this.bus.number, this.devfn, off, 1, v);
   }
   write16(off: number, v: number): void {
     this.cfg.write(this.bus.domain, this.bus.number, this.devfn, off, 2, v);

@@ -4,7 +4,8 @@
  * kernel reported when the input carries them, and answer the pcie_acs_override what-if.
  */
 import type { Host } from "../../host/build.js";
-import { Kernel, type GroupEdge, type ReasonCode } from "../../kernel/kernel.js";
+import type { GroupEdge, Kernel, ReasonCode } from "../../kernel/kernel.js";
+import { bootHost } from "../boot.js";
 
 export interface DeviceRow {
   bdf: string;
@@ -59,13 +60,7 @@ export interface Analysis {
 
 export function analyzeGroups(host: Host, extraCmdline = ""): Analysis {
   const cmdline = [host.cmdline, extraCmdline].filter(Boolean).join(" ");
-  const kernel = Kernel.boot(host.machine.hardware(), cmdline);
-  // VFs a driver had enabled when the host was observed.
-  for (const [bdf, f] of host.functions) {
-    const n = f.sriov?.enabled ?? 0;
-    const pf = n > 0 ? kernel.debug.device(bdf) : undefined;
-    if (pf) kernel.sriovNumvfs(pf, n);
-  }
+  const kernel = bootHost(host, extraCmdline);
   const row = (bdf: string): DeviceRow => deviceRow(kernel, host, bdf);
   const groups: GroupRow[] = kernel.debug.groups().map((g) => ({
     id: g.id,

@@ -1,0 +1,153 @@
+/**
+ * A process address space (struct mm_struct, mm/mmap.c, mm/memory.c, mm/gup.c reduced):
+ * anonymous private mappings whose pages fault in on first write (reads of an untouched
+ * page see zeros), copy_from_user/copy_to_user that fail on unmapped or protected
+ * addresses (EFAULT), get_user_pages-style pinning that faults pages in and holds a frame
+ * reference, and mm->locked_vm for RLIMIT_MEMLOCK accounting (mm/util.c account_locked_vm).
+ */
+import { PAGE_SHIFT, PAGE_SIZE } from "../../machine/hw.js";
+import { err } from "../../uapi/errno.js";
+import { PROT_READ, PROT_WRITE } from "../../uapi/syscalls.js";
+import type { PageAllocator } from "./page_alloc.js";
+
+const PAGE = BigInt(PAGE_SIZE);
+/** x86-64 user address space: 47 bits (TASK_SIZE). */
+export const TASK_SIZE = 1n << 47n;
+
+export interface Vma {
+  start: bigint;
+  end: bigint;
+  prot: number;
+  /** Page index (address >> 12) → frame, for pages faulted in. */
+  pages: Map<number, number>;
+}
+
+export class Mm {
+  private readonly vmas: Vma[] = [];
+  /** Pages charged against RLIMIT_MEMLOCK (mm->locked_vm). */
+  lockedVm = 0;
+  /** Where the next kernel-chosen mapping goes (top-down from here). */
+  private mmapBase = 0x7f0000000000n;
+
+  constructor(private readonly pages: PageAllocator) {}
+
+  find(addr: bigint): Vma | undefined {
+    return this.vmas.find((v) => addr >= v.start && addr < v.end);
+  }
+
+  private overlaps(start: bigint, end: bigint): boolean {
+    return this.vmas.some((v) => start < v.end && end > v.start);
+  }
+
+  /** mmap(MAP_PRIVATE|MAP_ANONYMOUS); `fixed` refuses to replace (MAP_FIXED_NOREPLACE). */
+  mmapAnon(addr: bigint | null, length: number, prot: number): bigint {
+    if (length <= 0) return BigInt(err("EINVAL"));
+    const len = ((BigInt(length) + PAGE - 1n) / PAGE) * PAGE;
+    let start: bigint;
+    if (addr !== null) {
+      if (addr % PAGE !== 0n) return BigInt(err("EINVAL"));
+      if (addr + len > TASK_SIZE) return BigInt(err("ENOMEM"));
+      if (this.overlaps(addr, addr + len)) return BigInt(err("EEXIST"));
+      start = addr;
+    } else {
+      this.mmapBase -= len + PAGE;
+      start = this.mmapBase;
+    }
+    this.vmas.push({ start, end: start + len, prot, pages: new Map() });
+    this.vmas.sort((a, b) => (a.start < b.start ? -1 : 1));
+    return start;
+  }
+
+  munmap(addr: bigint, length: number): number {
+    if (addr % PAGE !== 0n || length <= 0) return err("EINVAL");
+    const end = addr + ((BigInt(length) + PAGE - 1n) / PAGE) * PAGE;
+    for (const v of [...this.vmas]) {
+      if (v.end <= addr || v.start >= end) continue;
+      // Split: keep the parts outside [addr, end).
+      const keep: Vma[] = [];
+      if (v.start < addr) keep.push({ start: v.start, end: addr, prot: v.prot, pages: new Map() });
+      if (v.end > end) keep.push({ start: end, end: v.end, prot: v.prot, pages: new Map() });
+      for (const [idx, pfn] of v.pages) {
+        const a = BigInt(idx) << BigInt(PAGE_SHIFT);
+        const k = keep.find((x) => a >= x.start && a < x.end);
+        if (k) k.pages.set(idx, pfn);
+        else this.pages.put(pfn);
+      }
+      this.vmas.splice(this.vmas.indexOf(v), 1, ...keep);
+    }
+    return 0;
+  }
+
+  /** The frame behind a user page, faulting it in for a write; null: unmapped or protected. */
+  private fault(addr: bigint, write: boolean): number | null {
+    const v = this.find(addr);
+    if (!v) return null;
+    if (!(v.prot & (write ? PROT_WRITE : PROT_READ))) return null;
+    const idx = Number(addr >> BigInt(PAGE_SHIFT));
+    let pfn = v.pages.get(idx);
+    if (pfn === undefined) {
+      const p = this.pages.alloc();
+      if (p === null) return null;
+      pfn = p;
+      v.pages.set(idx, pfn);
+    }
+    return pfn;
+  }
+
+  copyFromUser(addr: bigint, len: number): Uint8Array | null {
+    const out = new Uint8Array(len);
+    for (let done = 0; done < len;) {
+      const a = addr + BigInt(done);
+      const v = this.find(a);
+      if (!v || !(v.prot & PROT_READ)) return null;
+      const off = Number(a % PAGE);
+      const n = Math.min(len - done, PAGE_SIZE - off);
+      const pfn = v.pages.get(Number(a >> BigInt(PAGE_SHIFT)));
+      if (pfn !== undefined) out.set(this.pages.ram.read(pfn * PAGE_SIZE + off, n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  copyToUser(addr: bigint, data: Uint8Array): boolean {
+    // Check the whole range first: a failing copy_to_user writes nothing in the model.
+    for (let a = addr - (addr % PAGE); a < addr + BigInt(data.length); a += PAGE) {
+      const v = this.find(a < addr ? addr : a);
+      if (!v || !(v.prot & PROT_WRITE)) return false;
+    }
+    for (let done = 0; done < data.length;) {
+      const a = addr + BigInt(done);
+      const off = Number(a % PAGE);
+      const n = Math.min(data.length - done, PAGE_SIZE - off);
+      const pfn = this.fault(a, true);
+      if (pfn === null) return false;
+      this.pages.ram.write(pfn * PAGE_SIZE + off, data.subarray(done, done + n));
+      done += n;
+    }
+    return true;
+  }
+
+  /** pin_user_pages(): frames of npages pages from addr, each with a reference held. */
+  pin(addr: bigint, npages: number, write: boolean): number[] | null {
+    const pfns: number[] = [];
+    for (let i = 0; i < npages; i++) {
+      const pfn = this.fault(addr + BigInt(i) * PAGE, write);
+      if (pfn === null) {
+        for (const p of pfns) this.pages.put(p);
+        return null;
+      }
+      this.pages.get(pfn);
+      pfns.push(pfn);
+    }
+    return pfns;
+  }
+
+  unpin(pfns: number[]): void {
+    for (const p of pfns) this.pages.put(p);
+  }
+
+  /** Tear down every mapping (exit_mmap). */
+  destroy(): void {
+    for (const v of this.vmas.splice(0)) for (const pfn of v.pages.values()) this.pages.put(pfn);
+  }
+}

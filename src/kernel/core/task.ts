@@ -1,0 +1,53 @@
+/**
+ * A process (struct task_struct with its cred, rlimits, mm and files): what the kernel
+ * checks a caller against — capabilities (include/uapi/linux/capability.h), the uid, and
+ * RLIMIT_MEMLOCK for pinned memory.
+ */
+import { FdTable } from "./fdtable.js";
+import { Mm } from "./mm.js";
+import type { PageAllocator } from "./page_alloc.js";
+
+export type Capability = "CAP_SYS_ADMIN" | "CAP_IPC_LOCK" | "CAP_SYS_RAWIO" | "CAP_NET_ADMIN";
+
+export const ALL_CAPS: readonly Capability[] = [
+  "CAP_SYS_ADMIN",
+  "CAP_IPC_LOCK",
+  "CAP_SYS_RAWIO",
+  "CAP_NET_ADMIN",
+];
+
+export interface TaskOptions {
+  uid?: number;
+  caps?: Iterable<Capability>;
+  /** RLIMIT_MEMLOCK in bytes; default 8 MiB (the systemd default). */
+  memlock?: bigint;
+}
+
+export class Task {
+  readonly files = new FdTable();
+  readonly mm: Mm;
+  readonly uid: number;
+  readonly caps: Set<Capability>;
+  rlimitMemlock: bigint;
+
+  constructor(
+    readonly pid: number,
+    pages: PageAllocator,
+    opts: TaskOptions = {},
+  ) {
+    this.mm = new Mm(pages);
+    this.uid = opts.uid ?? 0;
+    this.caps = new Set(opts.caps ?? (this.uid === 0 ? ALL_CAPS : []));
+    this.rlimitMemlock = opts.memlock ?? 8n << 20n;
+  }
+
+  capable(cap: Capability): boolean {
+    return this.caps.has(cap);
+  }
+
+  /** exit: close every fd, then drop the address space. */
+  exit(): void {
+    this.files.closeAll();
+    this.mm.destroy();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * IOMMU objects in sysfs (drivers/iommu/iommu.c group attributes, iommu-sysfs.c class
+ * devices, intel/iommu.c and amd/init.c unit attributes; Linux 6.12):
+ * /sys/kernel/iommu_groups/N/{type,reserved_regions,devices/*} and
+ * /sys/class/iommu/<unit> → /sys/devices/virtual/iommu/<unit> with the VT-d registers.
+ */
+import type { IommuUnitDesc } from "../../machine/hw.js";
+import type { Vfs } from "../core/vfs.js";
+import type { PciDev } from "../pci/pci.js";
+import type { IommuGroup } from "./iommu.js";
+
+export interface ReservedRegion {
+  start: bigint;
+  end: bigint;
+  type: "direct" | "direct-relaxable" | "reserved" | "msi";
+}
+
+/**
+ * The regions a group reports (iommu_get_group_resv_regions, sorted by start): on x86 the
+ * interrupt window 0xfee00000-0xfeefffff as "msi" (intel_iommu_get_resv_regions,
+ * amd_iommu_get_resv_regions); on VT-d, an ISA bridge's first 16 MiB as "direct-relaxable"
+ * (CONFIG_INTEL_IOMMU_FLOPPY_WA, set in distribution kernels); on AMD, the
+ * HyperTransport hole 0xfd00000000-0xffffffffff as "reserved".
+ */
+export function reservedRegions(unit: IommuUnitDesc, devices: PciDev[]): ReservedRegion[] {
+  const out: ReservedRegion[] = [];
+  if (unit.kind === "intel-vtd" && devices.some((d) => d.class >> 8 === PCI_CLASS_BRIDGE_ISA)) {
+    out.push({ start: 0n, end: 0xffffffn, type: "direct-relaxable" });
+  }
+  out.push({ start: 0xfee00000n, end: 0xfeefffffn, type: "msi" });
+  if (unit.kind === "amd-vi")
+    out.push({ start: 0xfd00000000n, end: 0xffffffffffn, type: "reserved" });
+  return out;
+}
+
+const PCI_CLASS_BRIDGE_ISA = 0x0601;
+
+const h16 = (n: bigint) => `0x${n.toString(16).padStart(16, "0")}`;
+
+export class IommuSysfs {
+  constructor(
+    private readonly vfs: Vfs,
+    /** The default domain type every group shows (from iommu.passthrough/strict). */
+    private readonly defaultType: string,
+  ) {}
+
+  static groupPath(g: IommuGroup): string {
+    return `/sys/kernel/iommu_groups/${g.id}`;
+  }
+
+  addUnit(u: IommuUnitDesc): void {
+    const dir = `/sys/devices/virtual/iommu/${u.name}`;
+    this.vfs.dir(dir);
+    this.vfs.add(`/sys/class/iommu/${u.name}`, { kind: "link", target: () => dir });
+    if (u.kind === "intel-vtd") {
+      this.vfs.add(`${dir}/intel-iommu/cap`, {
+        kind: "attr",
+        show: () => `${u.cap.toString(16)}\n`,
+      });
+      this.vfs.add(`${dir}/intel-iommu/ecap`, {
+        kind: "attr",
+        show: () => `${u.ecap.toString(16)}\n`,
+      });
+      this.vfs.add(`${dir}/intel-iommu/version`, { kind: "attr", show: () => "1:0\n" });
+    }
+  }
+
+  addGroup(g: IommuGroup, devicePath: (d: PciDev) => string): void {
+    const dir = IommuSysfs.groupPath(g);
+    this.vfs.dir(`${dir}/devices`);
+    this.vfs.add(`${dir}/type`, { kind: "attr", show: () => `${this.defaultType}\n` });
+    this.vfs.add(`${dir}/reserved_regions`, {
+      kind: "attr",
+      show: () =>
+        reservedRegions(g.unit, g.devices)
+          .map((r) => `${h16(r.start)} ${h16(r.end)} ${r.type}\n`)
+          .join(""),
+    });
+    for (const d of g.devices) this.addMember(g, d, devicePath);
+  }
+
+  addMember(g: IommuGroup, d: PciDev, devicePath: (d: PciDev) => string): void {
+    this.vfs.add(`${IommuSysfs.groupPath(g)}/devices/${d.name}`, {
+      kind: "link",
+      target: () => devicePath(d),
+    });
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * The VFIO core, drivers/vfio/vfio_main.c with the group side of group.c (Linux 6.12):
+ * device registration (__vfio_register_dev: a group per IOMMU group, /dev/vfio/N while a
+ * device is registered, devices named vfioN from an IDA, IOMMU_CAP_CACHE_COHERENCY
+ * required), the container misc device /dev/vfio/vfio, and device files: the first open
+ * uses the group's container (vfio_group_use_container: a backend must be set, the device
+ * pins the group file), the driver's open_device runs on the first open and close_device
+ * on the last, and every ioctl but BIND_IOMMUFD is refused until access is granted.
+ */
+import { err } from "../../uapi/errno.js";
+import { O_RDWR } from "../../uapi/syscalls.js";
+import * as U from "../../uapi/vfio.js";
+import { File, type FileOperations } from "../core/file.js";
+import type { Task } from "../core/task.js";
+import type { Vfs } from "../core/vfs.js";
+import type { IommuGroup, IommuSubsystem } from "../iommu/iommu.js";
+import type { PciDev } from "../pci/pci.js";
+import {
+  containerAttachGroup,
+  containerOps,
+  groupDetachContainer,
+  openContainer,
+  VfioContainer,
+  VfioIommuDrivers,
+} from "./container.js";
+import { groupOps, VfioGroup } from "./group.js";
+import type { VfioDevice, VfioDeviceOps } from "./vfio.js";
+
+/** struct vfio_device_file */
+export interface VfioDeviceFile {
+  device: RegisteredDevice;
+  /** Set for a device opened through its group. */
+  group: VfioGroup | null;
+  accessGranted: boolean;
+}
+
+export interface RegisteredDevice extends VfioDevice {
+  group: VfioGroup;
+  /** vfio%d */
+  index: number;
+  registered: boolean;
+}
+
+export class Vfio {
+  readonly iommuDrivers = new VfioIommuDrivers();
+  private readonly groups = new Map<IommuGroup, VfioGroup>();
+  private readonly indices = new Set<number>();
+  readonly containerFops: FileOperations<VfioContainer>;
+  readonly groupFops: FileOperations<VfioGroup>;
+  readonly deviceFops: FileOperations<VfioDeviceFile>;
+
+  constructor(
+    private readonly vfs: Vfs,
+    private readonly iommu: IommuSubsystem,
+  ) {
+    this.containerFops = containerOps(this.iommuDrivers);
+    this.groupFops = groupOps({
+      setContainer: (g, f, task) => this.setContainer(g, f, task),
+      detachContainer: (g) => groupDetachContainer(g, this.iommu),
+      getDeviceFd: (g, name, task) => this.getDeviceFd(g, name, task),
+      viable: (g) => !g.iommuGroup.dmaOwnerClaimed,
+    });
+    this.deviceFops = this.deviceOps();
+    vfs.devices.set("/dev/vfio/vfio", {
+      open: (_t, flags) => openContainer(this.containerFops, flags),
+    });
+  }
+
+  groupOf(ig: IommuGroup): VfioGroup | undefined {
+    return this.groups.get(ig);
+  }
+
+  /** vfio_group_from_file() */
+  groupFromFile(f: File): VfioGroup | null {
+    return f.ops === (this.groupFops as FileOperations<unknown>) ? (f.priv as VfioGroup) : null;
+  }
+
+  /** vfio_container_from_file() */
+  containerFromFile(f: File): VfioContainer | null {
+    return f.ops === (this.containerFops as FileOperations<unknown>)
+      ? (f.priv as VfioContainer)
+      : null;
+  }
+
+  deviceFileFrom(f: File): VfioDeviceFile | null {
+    return f.ops === (this.deviceFops as FileOperations<unknown>)
+      ? (f.priv as VfioDeviceFile)
+      : null;
+  }
+
+  /** vfio_register_group_dev(): -errno on failure. */
+  registerGroupDev(pdev: PciDev, ops: VfioDeviceOps, priv: unknown): RegisteredDevice | number {
+    const ig = this.iommu.groupOf(pdev);
+    if (!ig) return err("EINVAL"); // no IOMMU group and no no-IOMMU mode
+    let index = 0;
+    while (this.indices.has(index)) index++;
+    let group = this.groups.get(ig);
+    if (!group) {
+      group = new VfioGroup(ig);
+      this.groups.set(ig, group);
+      const g = group;
+      this.vfs.devices.set(`/dev/vfio/${ig.id}`, {
+        open: (task, flags) => this.openGroup(g, task, flags),
+      });
+    }
+    const vdev: RegisteredDevice = {
+      pdev,
+      ops,
+      priv,
+      openCount: 0,
+      kvm: null,
+      group,
+      index,
+      registered: true,
+    };
+    this.indices.add(index);
+    group.devices.push(vdev);
+    return vdev;
+  }
+
+  /** vfio_unregister_group_dev(): the last device of a group takes /dev/vfio/N away. */
+  unregisterGroupDev(vdev: RegisteredDevice): void {
+    const g = vdev.group;
+    vdev.registered = false;
+    g.devices.splice(g.devices.indexOf(vdev), 1);
+    this.indices.delete(vdev.index);
+    if (g.devices.length) return;
+    this.groups.delete(g.iommuGroup);
+    this.vfs.devices.delete(`/dev/vfio/${g.iommuGroup.id}`);
+    if (g.container) groupDetachContainer(g, this.iommu);
+    g.iommuGroupOrNull = null;
+  }
+
+  /** vfio_group_fops_open() */
+  private openGroup(g: VfioGroup, _task: Task, flags: number): File | number {
+    if (!g.iommuGroupOrNull || g.devices.length === 0) return err("ENODEV");
+    if (g.cdevDeviceOpenCnt) return err("EBUSY");
+    if (g.openedFile) return err("EBUSY");
+    const f = new File(this.groupFops, g, flags);
+    g.openedFile = f;
+    return f;
+  }
+
+  /** vfio_group_ioctl_set_container() after the common checks. */
+  private setContainer(g: VfioGroup, f: File, task: Task): number {
+    const c = this.containerFromFile(f);
+    if (c) return containerAttachGroup(c, g, this.iommu, task);
+    return err("EBADFD");
+  }
+
+  /** vfio_group_ioctl_get_device_fd() */
+  private getDeviceFd(g: VfioGroup, name: string, task: Task): number {
+    const dev = g.devices.find((d) => d.pdev.name === name) as RegisteredDevice | undefined;
+    if (!dev) return err("ENODEV");
+    const df: VfioDeviceFile = { device: dev, group: g, accessGranted: false };
+    // vfio_df_group_open()
+    if (!g.hasIommu()) return err("EINVAL");
+    if (dev.openCount === 0) dev.kvm = g.kvm;
+    const r = this.dfOpen(df, task);
+    if (r) {
+      if (dev.openCount === 0) dev.kvm = null;
+      return r;
+    }
+    df.accessGranted = true;
+    return task.files.install(new File(this.deviceFops, df, O_RDWR));
+  }
+
+  /** vfio_df_open(): the first open uses the container and calls open_device. */
+  private dfOpen(df: VfioDeviceFile, task: Task): number {
+    const dev = df.device;
+    if (dev.openCount !== 0 && !df.group) return err("EINVAL");
+    dev.openCount++;
+    if (dev.openCount !== 1) return 0;
+    const g = dev.group;
+    // vfio_device_group_use_iommu() → vfio_group_use_container()
+    if (!g.container?.driver) {
+      dev.openCount--;
+      return err("EINVAL");
+    }
+    g.openedFile?.get();
+    g.containerUsers++;
+    const r = dev.ops.openDevice?.(dev, task) ?? 0;
+    if (r) {
+      g.containerUsers--;
+      g.openedFile?.put();
+      dev.openCount--;
+    }
+    return r;
+  }
+
+  /** vfio_df_close(): the last close calls close_device and lets the group file go. */
+  private dfClose(df: VfioDeviceFile): void {
+    const dev = df.device;
+    dev.openCount--;
+    if (dev.openCount !== 0) return;
+    dev.ops.closeDevice?.(dev);
+    const g = dev.group;
+    g.containerUsers--;
+    dev.kvm = null;
+    g.openedFile?.put();
+  }
+
+  private deviceOps(): FileOperations<VfioDeviceFile> {
+    return {
+      name: "anon_inode:[vfio-device]",
+      ioctl: (file, task, cmd, arg) => {
+        const df = file.priv;
+        if (cmd === U.VFIO_DEVICE_BIND_IOMMUFD) return err("EINVAL"); // cdev only
+        if (!df.accessGranted) return err("EINVAL");
+        return df.device.ops.ioctl(df.device, task, cmd, arg);
+      },
+      read: (file, task, out, pos) => {
+        const df = file.priv;
+        if (!df.accessGranted) return err("EINVAL");
+        return df.device.ops.read ? df.device.ops.read(df.device, task, out, pos) : err("EINVAL");
+      },
+      write: (file, task, data, pos) => {
+        const df = file.priv;
+        if (!df.accessGranted) return err("EINVAL");
+        return df.device.ops.write
+          ? df.device.ops.write(df.device, task, data, pos)
+          : err("EINVAL");
+      },
+      release: (file) => {
+        const df = file.priv;
+        if (df.group) this.dfClose(df);
+      },
+    };
+  }
+}
