@@ -56,6 +56,64 @@ export interface Firmware {
   iommuUnits(): IommuUnitDesc[];
 }
 
+/**
+ * Memory-mapped I/O to a function's BARs, as the CPU reaches it (through a VFIO region
+ * access or an mmap of one). The BAR is named by index rather than by address, because
+ * the model does not assign addresses; all ones when nothing decodes the access.
+ */
+export interface PciMmio {
+  mmioRead(
+    domain: number,
+    bus: number,
+    devfn: number,
+    bar: number,
+    off: number,
+    width: 1 | 2 | 4 | 8,
+  ): bigint;
+  mmioWrite(
+    domain: number,
+    bus: number,
+    devfn: number,
+    bar: number,
+    off: number,
+    width: 1 | 2 | 4 | 8,
+    value: bigint,
+  ): void;
+}
+
+/**
+ * The IOMMU units' programming interface. Translation tables live in system RAM, written
+ * by the kernel in the unit's own format (VT-d second-level tables: 512 eight-byte entries
+ * a level, bit 0 read, bit 1 write, bit 11 snoop, bits 51:12 the address; AMD-Vi v1
+ * tables: bit 0 present, bits 11:9 next level, bit 61 read, bit 62 write, bit 60 force
+ * coherent); the kernel points a requester ID at a table (the VT-d context entry / the
+ * AMD device table entry) and invalidates the IOTLB after changing entries.
+ */
+export interface IommuHw {
+  /**
+   * Set the translation for one requester ID: `root` is the physical address of the
+   * top-level table with `levels` levels (3 = 39-bit, 4 = 48-bit), `domainId` tags IOTLB
+   * entries; "passthrough" maps IOVA = PA; null blocks all DMA from that requester.
+   */
+  setTranslation(
+    unit: string,
+    segment: number,
+    rid: number,
+    t: { root: number; levels: number; domainId: number } | "passthrough" | null,
+  ): void;
+  /** Domain-selective IOTLB invalidation (and the page-walk caches with it). */
+  flushIotlb(unit: string, domainId: number): void;
+  /** Fault records logged since the last read (VT-d fault recording registers / AMD event log). */
+  readFaults(unit: string): IommuFault[];
+}
+
+export interface IommuFault {
+  rid: number;
+  addr: bigint;
+  write: boolean;
+  reason: "not-present" | "read-denied" | "write-denied" | "blocked";
+}
+
 /** System RAM as the CPU and DMA see it. */
 export interface MemoryAccess {
   readonly size: number;
@@ -65,7 +123,8 @@ export interface MemoryAccess {
 }
 
 export interface Hardware {
-  pci: PciConfigAccess;
+  pci: PciConfigAccess & PciMmio;
   firmware: Firmware;
   memory: MemoryAccess;
+  iommu: IommuHw;
 }

@@ -3,6 +3,7 @@
  * domains, IOMMU units and their scopes). `hardware()` is the only view the kernel gets.
  */
 import type { Firmware, Hardware, IommuUnitDesc, RootBusDesc } from "./hw.js";
+import { IommuUnits } from "./iommu/units.js";
 import { PhysicalMemory } from "./memory.js";
 import { PciFabric } from "./pci/fabric.js";
 
@@ -12,6 +13,7 @@ export class Machine implements Firmware {
   readonly iommus: IommuUnitDesc[] = [];
   /** 1 GiB of RAM, as the oracle's QEMU guests have. */
   readonly memory = new PhysicalMemory(1 << 30);
+  readonly iommu = new IommuUnits();
 
   constructor(readonly name: string) {}
 
@@ -24,6 +26,6 @@ export class Machine implements Firmware {
   }
 
   hardware(): Hardware {
-    return { pci: this.pci, firmware: this, memory: this.memory };
+    return { pci: this.pci, firmware: this, memory: this.memory, iommu: this.iommu };
   }
 }

@@ -156,6 +156,18 @@ export class IommuSubsystem {
   }
 
   /** ida_alloc(): the lowest free id — a freed one if any, else the next never used. */
+  /**
+   * device_iommu_capable(dev, IOMMU_CAP_ENFORCE_CACHE_COHERENCY): on VT-d the Snoop Control
+   * bit (ECAP bit 7) of the device's unit (intel_iommu_capable); AMD-Vi always
+   * (amd_iommu_capable); virtio-iommu never.
+   */
+  enforceCacheCoherencyCapable(dev: PciDev): boolean {
+    const u = this.groupOf(dev)?.unit;
+    if (!u) return false;
+    if (u.kind === "intel-vtd") return ((u.ecap >> 7n) & 1n) === 1n;
+    return u.kind === "amd-vi";
+  }
+
   /** iommu_device_use_default_domain(): a DMA-API driver is about to probe dev. */
   useDefaultDomain(dev: PciDev): number {
     const g = this.groupOfDev.get(dev);

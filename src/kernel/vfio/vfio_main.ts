@@ -32,6 +32,8 @@ export interface VfioDeviceFile {
   /** Set for a device opened through its group. */
   group: VfioGroup | null;
   accessGranted: boolean;
+  /** The kvm recorded by kvm-vfio on this file (cdev path). */
+  kvm?: unknown;
 }
 
 export interface RegisteredDevice extends VfioDevice {
@@ -86,6 +88,32 @@ export class Vfio {
     return f.ops === (this.deviceFops as FileOperations<unknown>)
       ? (f.priv as VfioDeviceFile)
       : null;
+  }
+
+  /** vfio_file_is_valid(): a group file or a device file. */
+  fileIsValid(f: File): boolean {
+    return this.groupFromFile(f) !== null || this.deviceFileFrom(f) !== null;
+  }
+
+  /**
+   * vfio_file_enforced_coherent(): every device of the group (or the device) sits behind an
+   * IOMMU that can force snooping (IOMMU_CAP_ENFORCE_CACHE_COHERENCY: VT-d ECAP.SC, always
+   * on AMD-Vi); any other file counts as coherent.
+   */
+  fileEnforcedCoherent(f: File): boolean {
+    const g = this.groupFromFile(f);
+    if (g) return g.devices.every((d) => this.iommu.enforceCacheCoherencyCapable(d.pdev));
+    const df = this.deviceFileFrom(f);
+    if (df) return this.iommu.enforceCacheCoherencyCapable(df.device.pdev);
+    return true;
+  }
+
+  /** vfio_file_set_kvm(): devices opened later sample it. */
+  fileSetKvm(f: File, kvm: unknown): void {
+    const g = this.groupFromFile(f);
+    if (g) g.kvm = kvm;
+    const df = this.deviceFileFrom(f);
+    if (df) df.kvm = kvm;
   }
 
   /** vfio_register_group_dev(): -errno on failure. */

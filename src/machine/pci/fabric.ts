@@ -25,9 +25,16 @@ export class PhysBus {
   ) {}
 }
 
+/** What a function does beyond its config space: a device model decoding its BARs. */
+export interface DeviceModel {
+  mmioRead(bar: number, off: number, width: 1 | 2 | 4 | 8): bigint;
+  mmioWrite(bar: number, off: number, width: 1 | 2 | 4 | 8, value: bigint): void;
+}
+
 export class PciFunction {
   /** The bus behind this bridge, when it is one. */
   secondary: PhysBus | null = null;
+  model: DeviceModel | null = null;
   /** For a VF: its PF. For a PF: the VFs it currently exposes. */
   physfn: PciFunction | null = null;
   readonly vfs: PciFunction[] = [];
@@ -126,6 +133,31 @@ export class PciFabric implements PciConfigAccess {
     ) {
       this.updateVfs(f, sriov);
     }
+  }
+
+  /** BAR accesses go to the function's device model; without one nothing decodes them. */
+  mmioRead(
+    domain: number,
+    bus: number,
+    devfn: number,
+    bar: number,
+    off: number,
+    width: 1 | 2 | 4 | 8,
+  ): bigint {
+    const f = this.fn(domain, bus, devfn);
+    return f?.model?.mmioRead(bar, off, width) ?? (1n << BigInt(width * 8)) - 1n;
+  }
+
+  mmioWrite(
+    domain: number,
+    bus: number,
+    devfn: number,
+    bar: number,
+    off: number,
+    width: 1 | 2 | 4 | 8,
+    value: bigint,
+  ): void {
+    this.fn(domain, bus, devfn)?.model?.mmioWrite(bar, off, width, value);
   }
 
   configKnown(domain: number, bus: number, devfn: number, offset: number, len: number): boolean {
