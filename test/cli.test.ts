@@ -194,3 +194,45 @@ test("non-root lspci: unknown verdicts are said to be unknown, and the kernel's 
   assert.ok(j.comparison.differences.every((d) => d.unknownCaps));
   assert.equal(j.comparison.unexplained, 0);
 });
+
+test("replay prints the recorded kernel's lines for a supported case", () => {
+  const dir = oracleCases().get("vfio-driver-binding") as string;
+  const r = run(
+    "replay",
+    "--snapshot",
+    join(dir, "snapshot.tar.gz"),
+    "--script",
+    join(dir, "script.jsonl"),
+  );
+  assert.equal(r.code, 0);
+  assert.equal(r.out, readFileSync(join(dir, "expected.jsonl"), "utf8"));
+});
+
+test("a bad script is refused before anything runs, with its line", () => {
+  const snap = join(oracleCases().get("group-acs") as string, "snapshot.tar.gz");
+  const bad = tmp("bad.jsonl", '{"script":1,"name":"x"}\n{"op":"close","fd":"$nothing"}\n');
+  inputError(
+    run("replay", "--snapshot", snap, "--script", bad),
+    /bad\.jsonl:2: fd: "\$nothing" is used before it is bound/,
+  );
+  const nr = tmp(
+    "nr.jsonl",
+    '{"script":1,"name":"x"}\n{"op":"open","path":"/dev/vfio/vfio","flags":["O_RDWR"],"as":"c"}\n{"op":"ioctl","fd":"$c","req":"VFIO_GET_API_VERSION","nr":"0x3b65","arg":0}\n',
+  );
+  inputError(
+    run("replay", "--snapshot", snap, "--script", nr),
+    /nr\.jsonl:3: nr: VFIO_GET_API_VERSION is 0x3b64, not 0x3b65/,
+  );
+  inputError(
+    run("replay", "--snapshot", snap, "--script", tmp("j.jsonl", "{not json\n")),
+    /j\.jsonl:1: not valid JSON/,
+  );
+});
+
+test("a scenario with a wrong field names its line", () => {
+  const f = tmp(
+    "sc.yaml",
+    "name: s\nhost: desktop\nsteps:\n  - op: open\n    expect: { errno: 12 }\n",
+  );
+  inputError(run("run", f), /sc\.yaml:5: steps\[0\]\.expect\.errno/);
+});

@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { builtinHosts } from "../host/load.js";
 import { groupsCommand } from "./groups.js";
 import { replayCommand } from "./replay.js";
+import { runCommand } from "./run.js";
 import { EXIT_OK, EXIT_USAGE, reportError, setColour } from "./output.js";
 
 export async function main(argv: string[]): Promise<number> {
@@ -49,6 +50,15 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption("--script <file>", "syscall script, JSON Lines")
     .action(async (opts: { snapshot: string; script: string }) => {
       code = await replayCommand(opts);
+    });
+
+  program
+    .command("run")
+    .description("run a scenario (YAML: host, processes, steps, expectations) and print its trace")
+    .argument("<scenario>", "scenario file")
+    .option("--json", "machine-readable output")
+    .action(async (file: string, opts: { json?: boolean }) => {
+      code = await runCommand(file, opts);
     });
 
   program

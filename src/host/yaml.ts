@@ -4,16 +4,32 @@
  * `desktop.yaml:14: functions[2].acs.cap[0]: Invalid option: expected one of "sv"|...`.
  */
 import { LineCounter, parseDocument, isNode } from "yaml";
+import type { z } from "zod";
 import { InputError } from "./errors.js";
 import { hostSpecSchema, type HostSpec } from "./spec.js";
 
-export interface ParsedYaml {
-  spec: HostSpec;
+export interface ParsedYaml<T> {
+  spec: T;
   /** The line of a field path such as "functions[3].children[0].addr", when it exists. */
   locate(field: string): number | undefined;
 }
 
-export function parseHostYaml(text: string, file: string): ParsedYaml {
+export function parseHostYaml(text: string, file: string): ParsedYaml<HostSpec> {
+  return parseYaml(
+    hostSpecSchema,
+    text,
+    file,
+    "expected a mapping with at least a `functions` list",
+  );
+}
+
+/** A YAML (or JSON) document validated by a zod schema; errors name the line and field. */
+export function parseYaml<S extends z.ZodType>(
+  schema: S,
+  text: string,
+  file: string,
+  shape: string,
+): ParsedYaml<z.infer<S>> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const err = doc.errors[0];
@@ -23,7 +39,7 @@ export function parseHostYaml(text: string, file: string): ParsedYaml {
   }
   const data: unknown = doc.toJS();
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
-    throw new InputError(file, "expected a mapping with at least a `functions` list", 1);
+    throw new InputError(file, shape, 1);
   }
   // The line of the deepest node of a path that exists in the document.
   const lineOf = (path: (string | number)[]): number | undefined => {
@@ -40,7 +56,7 @@ export function parseHostYaml(text: string, file: string): ParsedYaml {
         .filter(Boolean)
         .map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
     );
-  const r = hostSpecSchema.safeParse(data);
+  const r = schema.safeParse(data);
   if (r.success) return { spec: r.data, locate };
   const issue = r.error.issues[0];
   const path = (issue?.path ?? []).map((p) => (typeof p === "symbol" ? String(p) : p));

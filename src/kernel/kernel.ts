@@ -28,6 +28,7 @@ import { Vfio } from "./vfio/vfio_main.js";
 
 export type { DeviceTrace, GroupEdge, ReasonCode } from "./iommu/iommu.js";
 export type { AcsVerdict } from "./pci/acs.js";
+export type { TaskOptions } from "./core/task.js";
 
 export interface GroupInfo {
   id: number;

@@ -96,7 +96,8 @@ export class Runner {
     return Number(BigInt.asIntN(32, this.int(op.fd as Json)));
   }
 
-  private step(op: Op, i: number): Record<string, Json> {
+  /** Run one operation; the result record of SCRIPT.md. */
+  step(op: Op, i: number): Record<string, Json> {
     const out: Record<string, Json> = { i, op: op.op };
     const ret = (r: number, success?: string) => {
       out.ret = r >= 0 && success ? success : r < 0 ? -1 : r;

@@ -1,0 +1,283 @@
+/**
+ * Runs a scenario: boots the kernel model on the scenario's host, starts its processes,
+ * turns each step into syscall-script operations (macros expand to several), runs them
+ * with the replay runner, and checks each step's expectations against the result the
+ * runner printed — the same lines a real kernel gives, so a scenario reads like a trace.
+ */
+import type { Host } from "../../host/build.js";
+import type { TaskOptions } from "../../kernel/kernel.js";
+import { CONSTANTS, STRUCTS } from "../../uapi/names.js";
+import { REQUESTS } from "../../uapi/requests.js";
+import { bootHost } from "../boot.js";
+import { Runner } from "../replay/runner.js";
+import type { Json, Op } from "../replay/script.js";
+import type { Scenario, Step, Value } from "./schema.js";
+
+export interface StepResult {
+  index: number;
+  op: string;
+  process: string;
+  note?: string;
+  /** Result records of the operations the step ran (one unless it is a macro). */
+  results: Record<string, Json>[];
+  failures: string[];
+}
+
+export interface ScenarioReport {
+  name: string;
+  description?: string;
+  steps: StepResult[];
+  passed: number;
+  failed: number;
+}
+
+/** Thrown for a step that cannot be turned into operations: reported as that step's failure. */
+class StepError extends Error {}
+
+export function runScenario(sc: Scenario, host: Host): ScenarioReport {
+  const kernel = bootHost(host, sc.kernel.cmdline);
+  const runners = new Map<string, Runner>();
+  for (const p of sc.processes) {
+    const opts: TaskOptions = { uid: p.uid, ...(p.caps ? { caps: p.caps } : {}) };
+    if (p.memlock !== undefined) opts.memlock = BigInt(p.memlock);
+    runners.set(p.name, new Runner(kernel.spawn(opts)));
+  }
+  const first = sc.processes[0]?.name as string;
+  let seq = 0;
+  const steps: StepResult[] = sc.steps.map((step, i) => {
+    const proc = step.process ?? first;
+    const runner = runners.get(proc);
+    const res: StepResult = { index: i + 1, op: step.op, process: proc, results: [], failures: [] };
+    if (step.note) res.note = step.note;
+    if (!runner) {
+      res.failures.push(`no process named "${proc}"`);
+      return res;
+    }
+    try {
+      for (const op of expand(step, runner, (o) => res.results.push(runner.step(o, ++seq)))) {
+        res.results.push(runner.step(op, ++seq));
+      }
+    } catch (e) {
+      if (!(e instanceof StepError)) throw e;
+      res.failures.push(e.message);
+      return res;
+    }
+    const last = res.results[res.results.length - 1];
+    if (step.expect && last) res.failures.push(...check(step.expect, last));
+    else if (!step.expect && last && last.errno !== null && !MAY_FAIL.has(step.op)) {
+      res.failures.push(`unexpected failure: ${String(last.errno)}`);
+    }
+    return res;
+  });
+  const failed = steps.filter((s) => s.failures.length).length;
+  return {
+    name: sc.name,
+    ...(sc.description ? { description: sc.description } : {}),
+    steps,
+    passed: steps.length - failed,
+    failed,
+  };
+}
+
+/** Ops whose failure is an answer, not an error, when no expectation is given. */
+const MAY_FAIL = new Set(["readlink", "check"]);
+
+function check(want: NonNullable<Step["expect"]>, got: Record<string, Json>): string[] {
+  const f: string[] = [];
+  if (want.ret !== undefined && got.ret !== want.ret)
+    f.push(`ret ${JSON.stringify(got.ret)}, expected ${JSON.stringify(want.ret)}`);
+  if (want.errno !== undefined && got.errno !== want.errno)
+    f.push(`errno ${String(got.errno)}, expected ${String(want.errno)}`);
+  if (want.data !== undefined && got.data !== want.data)
+    f.push(`data ${JSON.stringify(got.data)}, expected ${JSON.stringify(want.data)}`);
+  for (const [k, v] of Object.entries(want.out ?? {})) {
+    const o = (got.out as Record<string, Json> | undefined)?.[k];
+    if (JSON.stringify(o) !== JSON.stringify(v))
+      f.push(`out.${k} ${JSON.stringify(o)}, expected ${JSON.stringify(v)}`);
+  }
+  return f;
+}
+
+/** A scenario value as a script value: constant names become numbers. */
+function scriptValue(v: Value): Json {
+  if (typeof v === "string" && CONSTANTS.has(v)) return CONSTANTS.get(v) as number;
+  if (typeof v === "boolean") return v ? 1 : 0;
+  return v as Json;
+}
+
+/** `{ vfio_iommu_type1_dma_map: { flags: 3, ... } }` → the script's field list; argsz defaults to the size. */
+function structArg(v: Value): Json {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return scriptValue(v);
+  if ("struct" in v) return v as Json;
+  const [name, fields] = Object.entries(v)[0] ?? [];
+  const codec = name ? STRUCTS.get(name) : undefined;
+  if (!codec)
+    throw new StepError(
+      `unknown struct "${String(name)}" (known: ${[...STRUCTS.keys()].join(", ")})`,
+    );
+  const given = (fields ?? {}) as Record<string, Value>;
+  for (const k of Object.keys(given)) {
+    if (!codec.fields.some(([n]) => n === k)) throw new StepError(`${name} has no field "${k}"`);
+  }
+  return {
+    struct: codec.fields.map(([n, t]) => {
+      const val = given[n] ?? (n === "argsz" ? codec.size : 0);
+      return [
+        t,
+        n,
+        typeof val === "object" && val !== null ? structArg(val) : scriptValue(val),
+      ] as Json;
+    }),
+  };
+}
+
+function ioctlOp(step: Record<string, Value>, line: number): Op {
+  const req = String(step.req);
+  const nr = REQUESTS.get(req);
+  if (nr === undefined) throw new StepError(`unknown request ${req}`);
+  const op: Op = {
+    op: "ioctl",
+    line,
+    fd: fdRef(step.fd),
+    req,
+    nr: `0x${nr.toString(16)}`,
+    arg: structArg(step.arg ?? 0),
+  };
+  if (step.as !== undefined) op.as = String(step.as);
+  if (step.bind !== undefined) op.bind = step.bind as Json;
+  return op;
+}
+
+function fdRef(v: Value | undefined): Json {
+  if (typeof v === "string" && !v.startsWith("$") && !/^-?\d/.test(v)) return `$${v}`;
+  return (v ?? -1) as Json;
+}
+
+const encoder = new TextEncoder();
+
+/** One step → the operations it stands for. `now` runs an operation immediately (macros that read state). */
+function expand(step: Step, runner: Runner, now: (o: Op) => void): Op[] {
+  const s = step as unknown as Record<string, Value>;
+  const line = 0;
+  const readlink = (path: string): string => {
+    const r = runner.step({ op: "readlink", line, path }, 0);
+    if (r.errno !== null) throw new StepError(`readlink ${path}: ${String(r.errno)}`);
+    return String(r.data);
+  };
+  const template = (p: string) =>
+    p.replace(/\{group:([0-9a-f:.]+)\}/gi, (_m, bdf: string) =>
+      readlink(`/sys/bus/pci/devices/${bdf}/iommu_group`),
+    );
+  switch (step.op) {
+    case "bind_vfio": {
+      const dev = String(s.device);
+      const base = `/sys/bus/pci/devices/${dev}`;
+      now({ op: "sysfs_write", line, path: `${base}/driver_override`, value: "vfio-pci" });
+      const cur = runner.step({ op: "readlink", line, path: `${base}/driver` }, 0);
+      if (cur.errno === null && cur.data !== "vfio-pci")
+        now({ op: "sysfs_write", line, path: `${base}/driver/unbind`, value: dev });
+      return [
+        { op: "sysfs_write", line, path: "/sys/bus/pci/drivers_probe", value: dev },
+        { op: "readlink", line, path: `${base}/driver` },
+      ];
+    }
+    case "open_group":
+      return [
+        {
+          op: "open",
+          line,
+          path: template(`/dev/vfio/{group:${String(s.device)}}`),
+          flags: ["O_RDWR", "O_CLOEXEC"],
+          as: String(s.as),
+        },
+      ];
+    case "device_fd": {
+      const name = encoder.encode(String(s.device) + "\0");
+      return [
+        ioctlOp(
+          {
+            fd: s.group ?? null,
+            req: "VFIO_GROUP_GET_DEVICE_FD",
+            as: s.as ?? null,
+            arg: { struct: [[`bytes:${name.length}`, "name", Buffer.from(name).toString("hex")]] },
+          } as Record<string, Value>,
+          line,
+        ),
+      ];
+    }
+    case "map_dma":
+      return [
+        ioctlOp(
+          {
+            fd: s.container ?? null,
+            req: "VFIO_IOMMU_MAP_DMA",
+            arg: {
+              vfio_iommu_type1_dma_map: {
+                flags: s.flags ?? 3,
+                vaddr:
+                  typeof s.buf === "string"
+                    ? s.buf.startsWith("$")
+                      ? s.buf
+                      : `$${s.buf}`
+                    : (s.vaddr ?? 0),
+                iova: s.iova ?? 0,
+                size: s.size ?? 0,
+              },
+            },
+          },
+          line,
+        ),
+      ];
+    case "unmap_dma":
+      return [
+        ioctlOp(
+          {
+            fd: s.container ?? null,
+            req: "VFIO_IOMMU_UNMAP_DMA",
+            arg: {
+              vfio_iommu_type1_dma_unmap: {
+                flags: s.flags ?? 0,
+                iova: s.iova ?? 0,
+                size: s.size ?? 0,
+              },
+            },
+          },
+          line,
+        ),
+      ];
+    case "ioctl":
+      return [ioctlOp(s, line)];
+    case "open":
+      return [
+        {
+          op: "open",
+          line,
+          path: template(String(s.path)),
+          flags: (s.flags as Json) ?? ["O_RDWR", "O_CLOEXEC"],
+          as: String(s.as),
+        },
+      ];
+    case "close":
+    case "dup":
+    case "pread":
+    case "pwrite":
+      return [{ ...(s as Record<string, Json>), op: step.op, line, fd: fdRef(s.fd) }];
+    case "mmap":
+    case "munmap":
+    case "fill":
+    case "check":
+    case "eventfd":
+    case "sysfs_read":
+    case "readlink":
+    case "sysfs_write": {
+      const o: Op = { ...(s as Record<string, Json>), op: step.op, line };
+      delete o.expect;
+      delete o.process;
+      if (typeof o.buf === "string" && !o.buf.startsWith("$")) o.buf = `$${o.buf}`;
+      if (typeof o.path === "string") o.path = template(o.path);
+      return [o];
+    }
+    default:
+      throw new StepError(`unknown op "${step.op}"`);
+  }
+}
