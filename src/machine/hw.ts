@@ -88,6 +88,11 @@ export interface PciMmio {
  * tables: bit 0 present, bits 11:9 next level, bit 61 read, bit 62 write, bit 60 force
  * coherent); the kernel points a requester ID at a table (the VT-d context entry / the
  * AMD device table entry) and invalidates the IOTLB after changing entries.
+ * Large pages as the hardware takes them: VT-d bit 7 (PS) in a level-2/3 entry maps 2 MiB /
+ * 1 GiB when CAP.SLLPS says so; AMD-Vi next level 0 in a level-n entry maps that level's
+ * size, next level 7 a power-of-two size encoded in the address bits (PM_LEVEL_ENC(7)).
+ * A unit translates once the kernel has programmed any requester on it (the model's
+ * stand-in for GCMD.TE / IommuEn); until then DMA passes untranslated.
  */
 export interface IommuHw {
   /**
@@ -109,9 +114,27 @@ export interface IommuHw {
 
 export interface IommuFault {
   rid: number;
+  /** VT-d: the page address (Fault Info, bits 63:12); AMD-Vi: the full address. */
   addr: bigint;
   write: boolean;
+  /**
+   * "not-present" also covers entries the unit rejects as malformed (non-zero reserved
+   * bits, an address beyond the table's width, a table pointer outside RAM); "blocked" is
+   * a requester with no usable context / device table entry. `code` tells them apart.
+   */
   reason: "not-present" | "read-denied" | "write-denied" | "blocked";
+  /**
+   * What the unit itself records, for the kernel's fault messages: the VT-d Fault Reason
+   * (dmar.c dma_remap_fault_reasons[]: 1 root entry not present, 2 context entry not
+   * present, 3 invalid context entry, 4 access beyond MGAW, 5 PTE write access not set,
+   * 6 PTE read access not set, 7 next page table pointer invalid, 0xc reserved bits in a
+   * PTE) or the AMD-Vi event code (EVENT_TYPE_*: 1 ILLEGAL_DEV_TABLE_ENTRY, 2 IO_PAGE_FAULT,
+   * 4 PAGE_TAB_HARDWARE_ERROR).
+   */
+  code?: number;
+  /** AMD-Vi IO_PAGE_FAULT: the DTE's domain ID and the event flags (bit 4 PR, 5 RW, 6 PE, 7 RZ). */
+  domainId?: number;
+  flags?: number;
 }
 
 /** System RAM as the CPU and DMA see it. */

@@ -1,11 +1,15 @@
 /**
  * A whole machine: its PCI fabric and what its firmware describes (host bridges, VMD
- * domains, IOMMU units and their scopes). `hardware()` is the only view the kernel gets.
+ * domains, IOMMU units and their scopes), RAM, the IOMMU hardware, the DMA path, and the
+ * device models decoding functions' BARs. `hardware()` is the only view the kernel gets.
  */
+import { EDU_DEVICE, EDU_VENDOR, EduDevice } from "./devices/edu.js";
+import { DmaEngine, type BusMaster } from "./dma.js";
 import type { Firmware, Hardware, IommuUnitDesc, RootBusDesc } from "./hw.js";
 import { IommuUnits } from "./iommu/units.js";
 import { PhysicalMemory } from "./memory.js";
-import { PciFabric } from "./pci/fabric.js";
+import { PciFabric, type DeviceModel, type PciFunction, type PhysBus } from "./pci/fabric.js";
+import * as R from "../uapi/pci_regs.js";
 
 export class Machine implements Firmware {
   readonly pci = new PciFabric();
@@ -13,7 +17,8 @@ export class Machine implements Firmware {
   readonly iommus: IommuUnitDesc[] = [];
   /** 1 GiB of RAM, as the oracle's QEMU guests have. */
   readonly memory = new PhysicalMemory(1 << 30);
-  readonly iommu = new IommuUnits();
+  readonly iommu = new IommuUnits(this.memory, this.iommus);
+  readonly dma = new DmaEngine(this);
 
   constructor(readonly name: string) {}
 
@@ -27,5 +32,48 @@ export class Machine implements Firmware {
 
   hardware(): Hardware {
     return { pci: this.pci, firmware: this, memory: this.memory, iommu: this.iommu };
+  }
+
+  /**
+   * Give the function at (domain, bus, devfn) a device model; `make` receives the
+   * function's bus-master port for its DMA. Replaces any model it had.
+   */
+  attachModel<M extends DeviceModel>(
+    domain: number,
+    bus: number,
+    devfn: number,
+    make: (port: BusMaster) => M,
+  ): M {
+    const fn = this.pci.fn(domain, bus, devfn);
+    if (!fn) throw new Error(`no function at ${domain}:${bus}:${devfn}`);
+    const model = make(this.dma.port(fn));
+    fn.model = model;
+    return model;
+  }
+
+  /** Attach the models of known devices by vendor:device: QEMU's edu (1234:11e8). */
+  attachKnownModels(): void {
+    for (const fn of this.functions()) {
+      if (fn.model) continue;
+      const vendor = fn.config.read(R.PCI_VENDOR_ID, 2);
+      const device = fn.config.read(R.PCI_DEVICE_ID, 2);
+      if (vendor === EDU_VENDOR && device === EDU_DEVICE) {
+        fn.model = new EduDevice(this.dma.port(fn));
+      }
+    }
+  }
+
+  /** Every function on the fabric, root buses first, then below each bridge. */
+  functions(): PciFunction[] {
+    const out: PciFunction[] = [];
+    const visit = (bus: PhysBus, depth: number) => {
+      if (depth > 256) return;
+      for (const f of bus.slots.values()) {
+        out.push(f);
+        if (f.secondary) visit(f.secondary, depth + 1);
+      }
+    };
+    for (const root of this.pci.roots) visit(root, 0);
+    return out;
   }
 }

@@ -207,6 +207,8 @@ function vfConfig(pf: ConfigSpace): ConfigSpace {
   cs.set(R.PCI_DEVICE_ID, 2, 0xffff);
   cs.set(R.PCI_CLASS_REVISION, 4, pf.read(R.PCI_CLASS_REVISION, 4));
   cs.set(R.PCI_STATUS, 2, R.PCI_STATUS_CAP_LIST);
+  // A VF's Bus Master Enable is its own (RW); Memory Space Enable is the PF's VF MSE.
+  cs.allow(R.PCI_COMMAND, 2, R.PCI_COMMAND_MASTER);
   cs.set(R.PCI_CAPABILITY_LIST, 1, 0x40);
   cs.set(0x40, 1, R.PCI_CAP_ID_EXP);
   cs.set(0x40 + R.PCI_EXP_FLAGS, 2, 0x0002 | (R.PCI_EXP_TYPE_ENDPOINT << 4));
