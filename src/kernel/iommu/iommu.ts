@@ -8,6 +8,8 @@
  * lowest free number at allocation. Groups are never merged afterwards.
  *
  * Every decision is kept as a GroupEdge, so the reason a group is what it is can be shown.
+ * A group also carries its unit's driver and the domains its devices are attached to
+ * (default, blocking while a user owns its DMA, or the user's); domain.ts switches them.
  */
 import type { IommuUnitDesc } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
@@ -20,6 +22,13 @@ import {
   pciRealDmaDev,
   type AliasStep,
 } from "../pci/search.js";
+import {
+  groupAddDevice,
+  releaseDmaOwnership,
+  takeDmaOwnership,
+  type IommuDomain,
+  type IommuOps,
+} from "./domain.js";
 
 export type ReasonCode =
   | "ISOLATED"
@@ -55,9 +64,15 @@ export class IommuGroup {
    */
   ownerCnt = 0;
   owner: unknown = null;
+  /** The domain the devices are attached to, the default one, the one user ownership uses. */
+  domain: IommuDomain | null = null;
+  defaultDomain: IommuDomain | null = null;
+  blockingDomain: IommuDomain | null = null;
   constructor(
     readonly id: number,
     readonly unit: IommuUnitDesc,
+    /** The unit's driver (dev_iommu_ops); null for a unit no modelled driver handles. */
+    readonly ops: IommuOps | null,
   ) {}
 
   /** iommu_group_dma_owner_claimed() */
@@ -87,6 +102,8 @@ export class IommuSubsystem {
   constructor(
     private readonly units: IommuUnitDesc[],
     private readonly quirks: QuirkContext,
+    /** Each unit's driver, and the default domain type from the command line. */
+    private readonly drivers: { ops(unit: IommuUnitDesc): IommuOps | null; defaultType: number },
   ) {}
 
   groupOf(dev: PciDev): IommuGroup | undefined {
@@ -130,13 +147,14 @@ export class IommuSubsystem {
     if (group && found) {
       decided = found.edge;
     } else {
-      group = new IommuGroup(this.allocId(), unit);
+      group = new IommuGroup(this.allocId(), unit, this.drivers.ops(unit));
       this.groups.set(group.id, group);
       decided = founding(dev, steps);
     }
     group.devices.push(dev);
     group.edges.push(decided);
     this.groupOfDev.set(dev, group);
+    groupAddDevice(group, dev, this.drivers.defaultType);
     this.traces.set(dev.name, { dev: dev.name, group: group.id, steps, decided, founded: !found });
   }
 
@@ -155,24 +173,20 @@ export class IommuSubsystem {
     }
   }
 
-  /** ida_alloc(): the lowest free id — a freed one if any, else the next never used. */
   /**
-   * device_iommu_capable(dev, IOMMU_CAP_ENFORCE_CACHE_COHERENCY): on VT-d the Snoop Control
-   * bit (ECAP bit 7) of the device's unit (intel_iommu_capable); AMD-Vi always
-   * (amd_iommu_capable); virtio-iommu never.
+   * device_iommu_capable(dev, IOMMU_CAP_ENFORCE_CACHE_COHERENCY), asked of the unit's driver:
+   * VT-d's ECAP.SC (intel_iommu_capable), always on AMD-Vi (amd_iommu_capable); never
+   * without a modelled driver (virtio-iommu).
    */
   enforceCacheCoherencyCapable(dev: PciDev): boolean {
-    const u = this.groupOf(dev)?.unit;
-    if (!u) return false;
-    if (u.kind === "intel-vtd") return ((u.ecap >> 7n) & 1n) === 1n;
-    return u.kind === "amd-vi";
+    return this.groupOf(dev)?.ops?.capable(dev, "enforce-cache-coherency") ?? false;
   }
 
   /** iommu_device_use_default_domain(): a DMA-API driver is about to probe dev. */
   useDefaultDomain(dev: PciDev): number {
     const g = this.groupOfDev.get(dev);
     if (!g) return 0;
-    if (g.ownerCnt && g.owner !== null) return err("EBUSY");
+    if (g.ownerCnt && (g.domain !== g.defaultDomain || g.owner !== null)) return err("EBUSY");
     g.ownerCnt++;
     return 0;
   }
@@ -183,21 +197,28 @@ export class IommuSubsystem {
     if (g && g.ownerCnt && g.owner === null) g.ownerCnt--;
   }
 
-  /** iommu_group_claim_dma_owner(): EPERM while any kernel driver uses the group. */
+  /**
+   * iommu_group_claim_dma_owner(): EPERM while any kernel driver uses the group; the group
+   * moves to its blocking domain.
+   */
   claimDmaOwner(g: IommuGroup, owner: unknown): number {
     if (g.ownerCnt) return err("EPERM");
+    const r = takeDmaOwnership(g);
+    if (r) return r;
     g.owner = owner;
     g.ownerCnt++;
     return 0;
   }
 
-  /** iommu_group_release_dma_owner() */
+  /** iommu_group_release_dma_owner(): back to the default domain. */
   releaseDmaOwner(g: IommuGroup): void {
     if (g.owner === null) return;
     g.owner = null;
     g.ownerCnt = 0;
+    releaseDmaOwnership(g);
   }
 
+  /** ida_alloc(): the lowest free id — a freed one if any, else the next never used. */
   private allocId(): number {
     if (this.freedIds.length) {
       const min = Math.min(...this.freedIds);
