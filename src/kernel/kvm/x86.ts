@@ -1,0 +1,229 @@
+/**
+ * The x86 half of KVM, arch/x86/kvm/x86.c (Linux 6.12) with kvm_amd, built as Debian's
+ * 6.12 amd64 kernel is (CONFIG_KVM_HYPERV, KVM_XEN, KVM_SMM, X86_SGX_KVM, KVM_AMD_SEV on;
+ * KVM_SW_PROTECTED_VM off; KVM_MAX_NR_VCPUS 4096) and loaded as the oracle guest loads it
+ * (npt=1, sev=0): the VM types KVM_CREATE_VM accepts (kvm_arch_init_vm), the x86 answers
+ * to KVM_CHECK_EXTENSION (kvm_vm_ioctl_check_extension), the vCPU id limit
+ * (kvm_arch_vcpu_precreate), the assigned-device count (kvm_arch_start/end_assignment)
+ * and the noncoherent DMA registration that decides whether a guest WBINVD must really be
+ * executed (kvm_arch_register/unregister/has_noncoherent_dma, need_emulate_wbinvd).
+ *
+ * Capabilities whose answer is a fact about the host CPU (KVM_CAP_NR_VCPUS, XCRS, XSAVE2,
+ * TSC_CONTROL, X86_DISABLE_EXITS, NESTED_STATE, PMU_CAPABILITY) are not in the table: the
+ * machine model has no CPU yet.
+ *
+ * On registration's first 0→1 and last 1→0 transition Linux zaps the VM's SPTEs only when
+ * kvm_mmu_may_ignore_guest_pat() (EPT with a memtype mask, i.e. Intel); with kvm_amd (NPT)
+ * nothing else happens: the count alone decides WBINVD emulation.
+ */
+import { err } from "../../uapi/errno.js";
+import * as K from "../../uapi/kvm.js";
+
+/** CONFIG_KVM_MAX_NR_VCPUS (Debian amd64). */
+export const KVM_MAX_VCPUS = 4096;
+/** KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO */
+export const KVM_MAX_VCPU_IDS = KVM_MAX_VCPUS * 4;
+
+/** kvm_caps.supported_vm_types: the default VM only (no SW_PROTECTED_VM, SEV off). */
+const SUPPORTED_VM_TYPES = 1 << K.KVM_X86_DEFAULT_VM;
+
+/** struct kvm_arch (the fields the model keeps). */
+export class KvmArch {
+  /** kvm->arch.noncoherent_dma_count */
+  noncoherentDmaCount = 0;
+  /** kvm->arch.assigned_device_count */
+  assignedDeviceCount = 0;
+  /** kvm->arch.max_vcpu_ids (0 until the first vCPU, then KVM_MAX_VCPU_IDS) */
+  maxVcpuIds = 0;
+
+  constructor(
+    /** kvm->arch.vm_type */
+    readonly vmType: number,
+  ) {}
+}
+
+/** kvm_arch_init_vm(): the type must be one this kernel supports (kvm_is_vm_type_supported). */
+export function kvmArchInitVm(type: bigint): KvmArch | number {
+  if (type >= 32n || !(SUPPORTED_VM_TYPES & (1 << Number(type)))) return err("EINVAL");
+  return new KvmArch(Number(type));
+}
+
+/** kvm_arch_vcpu_precreate() */
+export function kvmArchVcpuPrecreate(arch: KvmArch, id: bigint): number {
+  if (!arch.maxVcpuIds) arch.maxVcpuIds = KVM_MAX_VCPU_IDS;
+  return id >= BigInt(arch.maxVcpuIds) ? err("EINVAL") : 0;
+}
+
+/** kvm_arch_start_assignment(): a device was given to the VM (kvm-vfio FILE_ADD). */
+export function kvmArchStartAssignment(arch: KvmArch): void {
+  arch.assignedDeviceCount++;
+}
+
+/** kvm_arch_end_assignment() */
+export function kvmArchEndAssignment(arch: KvmArch): void {
+  arch.assignedDeviceCount--;
+}
+
+/** kvm_arch_register_noncoherent_dma() */
+export function kvmArchRegisterNoncoherentDma(arch: KvmArch): void {
+  arch.noncoherentDmaCount++;
+}
+
+/** kvm_arch_unregister_noncoherent_dma() */
+export function kvmArchUnregisterNoncoherentDma(arch: KvmArch): void {
+  arch.noncoherentDmaCount--;
+}
+
+/** kvm_arch_has_noncoherent_dma() */
+export function kvmArchHasNoncoherentDma(arch: KvmArch): boolean {
+  return arch.noncoherentDmaCount !== 0;
+}
+
+/**
+ * need_emulate_wbinvd(): whether a guest WBINVD must flush the host's caches (on every
+ * CPU the vCPU dirtied) instead of being skipped as a no-op.
+ */
+export function needEmulateWbinvd(arch: KvmArch): boolean {
+  return kvmArchHasNoncoherentDma(arch);
+}
+
+/** kvm_vm_ioctl_check_extension(): x86's answers; anything not listed is 0. */
+const X86_CAPS = new Map<number, number>([
+  ...[
+    K.KVM_CAP_IRQCHIP,
+    K.KVM_CAP_HLT,
+    K.KVM_CAP_MMU_SHADOW_CACHE_CONTROL,
+    K.KVM_CAP_SET_TSS_ADDR,
+    K.KVM_CAP_EXT_CPUID,
+    K.KVM_CAP_EXT_EMUL_CPUID,
+    K.KVM_CAP_CLOCKSOURCE,
+    K.KVM_CAP_PIT,
+    K.KVM_CAP_NOP_IO_DELAY,
+    K.KVM_CAP_MP_STATE,
+    K.KVM_CAP_SYNC_MMU,
+    K.KVM_CAP_USER_NMI,
+    K.KVM_CAP_REINJECT_CONTROL,
+    K.KVM_CAP_IRQ_INJECT_STATUS,
+    K.KVM_CAP_IOEVENTFD,
+    K.KVM_CAP_IOEVENTFD_NO_LENGTH,
+    K.KVM_CAP_PIT2,
+    K.KVM_CAP_PIT_STATE2,
+    K.KVM_CAP_SET_IDENTITY_MAP_ADDR,
+    K.KVM_CAP_VCPU_EVENTS,
+    K.KVM_CAP_HYPERV,
+    K.KVM_CAP_HYPERV_VAPIC,
+    K.KVM_CAP_HYPERV_SPIN,
+    K.KVM_CAP_HYPERV_TIME,
+    K.KVM_CAP_HYPERV_SYNIC,
+    K.KVM_CAP_HYPERV_SYNIC2,
+    K.KVM_CAP_HYPERV_VP_INDEX,
+    K.KVM_CAP_HYPERV_EVENTFD,
+    K.KVM_CAP_HYPERV_TLBFLUSH,
+    K.KVM_CAP_HYPERV_SEND_IPI,
+    K.KVM_CAP_HYPERV_CPUID,
+    K.KVM_CAP_HYPERV_ENFORCE_CPUID,
+    K.KVM_CAP_SYS_HYPERV_CPUID,
+    K.KVM_CAP_PCI_SEGMENT,
+    K.KVM_CAP_DEBUGREGS,
+    K.KVM_CAP_X86_ROBUST_SINGLESTEP,
+    K.KVM_CAP_XSAVE,
+    K.KVM_CAP_ASYNC_PF,
+    K.KVM_CAP_ASYNC_PF_INT,
+    K.KVM_CAP_GET_TSC_KHZ,
+    K.KVM_CAP_KVMCLOCK_CTRL,
+    K.KVM_CAP_IOAPIC_POLARITY_IGNORED,
+    K.KVM_CAP_TSC_DEADLINE_TIMER,
+    K.KVM_CAP_DISABLE_QUIRKS,
+    K.KVM_CAP_SET_BOOT_CPU_ID,
+    K.KVM_CAP_SPLIT_IRQCHIP,
+    K.KVM_CAP_IMMEDIATE_EXIT,
+    K.KVM_CAP_PMU_EVENT_FILTER,
+    K.KVM_CAP_PMU_EVENT_MASKED_EVENTS,
+    K.KVM_CAP_GET_MSR_FEATURES,
+    K.KVM_CAP_MSR_PLATFORM_INFO,
+    K.KVM_CAP_EXCEPTION_PAYLOAD,
+    K.KVM_CAP_X86_TRIPLE_FAULT_EVENT,
+    K.KVM_CAP_SET_GUEST_DEBUG,
+    K.KVM_CAP_LAST_CPU,
+    K.KVM_CAP_X86_USER_SPACE_MSR,
+    K.KVM_CAP_X86_MSR_FILTER,
+    K.KVM_CAP_ENFORCE_PV_FEATURE_CPUID,
+    K.KVM_CAP_SGX_ATTRIBUTE,
+    K.KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
+    K.KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
+    K.KVM_CAP_SREGS2,
+    K.KVM_CAP_EXIT_ON_EMULATION_FAILURE,
+    K.KVM_CAP_VCPU_ATTRIBUTES,
+    K.KVM_CAP_SYS_ATTRIBUTES,
+    K.KVM_CAP_VAPIC,
+    K.KVM_CAP_ENABLE_CAP,
+    K.KVM_CAP_VM_DISABLE_NX_HUGE_PAGES,
+    K.KVM_CAP_IRQFD_RESAMPLE,
+    K.KVM_CAP_MEMORY_FAULT_INFO,
+    K.KVM_CAP_X86_GUEST_MODE,
+  ].map((c): [number, number] => [c, 1]),
+  /** tdp_enabled (NPT) */
+  [K.KVM_CAP_PRE_FAULT_MEMORY, 1],
+  /** APIC_BUS_CYCLE_NS_DEFAULT */
+  [K.KVM_CAP_X86_APIC_BUS_CYCLES_NS, 1],
+  /** KVM_EXIT_HYPERCALL_VALID_MASK */
+  [K.KVM_CAP_EXIT_HYPERCALL, 1 << K.KVM_HC_MAP_GPA_RANGE],
+  /** KVM_GUESTDBG_VALID_MASK */
+  [
+    K.KVM_CAP_SET_GUEST_DEBUG2,
+    K.KVM_GUESTDBG_ENABLE |
+      K.KVM_GUESTDBG_SINGLESTEP |
+      K.KVM_GUESTDBG_USE_HW_BP |
+      K.KVM_GUESTDBG_USE_SW_BP |
+      K.KVM_GUESTDBG_INJECT_BP |
+      K.KVM_GUESTDBG_INJECT_DB |
+      K.KVM_GUESTDBG_BLOCKIRQ,
+  ],
+  /** every Xen flag: sched_info_on() (CONFIG_SCHED_INFO) adds the two runstate ones */
+  [
+    K.KVM_CAP_XEN_HVM,
+    K.KVM_XEN_HVM_CONFIG_HYPERCALL_MSR |
+      K.KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL |
+      K.KVM_XEN_HVM_CONFIG_SHARED_INFO |
+      K.KVM_XEN_HVM_CONFIG_EVTCHN_2LEVEL |
+      K.KVM_XEN_HVM_CONFIG_EVTCHN_SEND |
+      K.KVM_XEN_HVM_CONFIG_PVCLOCK_TSC_UNSTABLE |
+      K.KVM_XEN_HVM_CONFIG_SHARED_INFO_HVA |
+      K.KVM_XEN_HVM_CONFIG_RUNSTATE |
+      K.KVM_XEN_HVM_CONFIG_RUNSTATE_UPDATE_FLAG,
+  ],
+  /** KVM_SYNC_X86_VALID_FIELDS */
+  [K.KVM_CAP_SYNC_REGS, K.KVM_SYNC_X86_REGS | K.KVM_SYNC_X86_SREGS | K.KVM_SYNC_X86_EVENTS],
+  /** KVM_CLOCK_VALID_FLAGS */
+  [K.KVM_CAP_ADJUST_CLOCK, K.KVM_CLOCK_TSC_STABLE | K.KVM_CLOCK_REALTIME | K.KVM_CLOCK_HOST_TSC],
+  /** svm_has_emulated_msr(MSR_IA32_SMBASE) with CONFIG_KVM_SMM, not an SEV-ES guest */
+  [K.KVM_CAP_X86_SMM, 1],
+  [K.KVM_CAP_MAX_VCPUS, KVM_MAX_VCPUS],
+  [K.KVM_CAP_MAX_VCPU_ID, KVM_MAX_VCPU_IDS],
+  /** KVM_MAX_MCE_BANKS */
+  [K.KVM_CAP_MCE, 32],
+  /** KVM_X2APIC_API_VALID_FLAGS */
+  [K.KVM_CAP_X2APIC_API, K.KVM_X2APIC_API_USE_32BIT_IDS | K.KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK],
+  /** sched_info_on() */
+  [K.KVM_CAP_STEAL_TIME, 1],
+  /** KVM_X86_VALID_QUIRKS */
+  [
+    K.KVM_CAP_DISABLE_QUIRKS2,
+    K.KVM_X86_QUIRK_LINT0_REENABLED |
+      K.KVM_X86_QUIRK_CD_NW_CLEARED |
+      K.KVM_X86_QUIRK_LAPIC_MMIO_HOLE |
+      K.KVM_X86_QUIRK_OUT_7E_INC_RIP |
+      K.KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT |
+      K.KVM_X86_QUIRK_FIX_HYPERCALL_INSN |
+      K.KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS |
+      K.KVM_X86_QUIRK_SLOT_ZAP_ALL,
+  ],
+  [K.KVM_CAP_VM_TYPES, SUPPORTED_VM_TYPES],
+  /** kvm_arch_has_readonly_mem(): no VM type here has protected state */
+  [K.KVM_CAP_READONLY_MEM, 1],
+]);
+
+/** kvm_vm_ioctl_check_extension(): `ext` is the request's argument as a signed long. */
+export function kvmVmIoctlCheckExtension(ext: bigint): number {
+  return X86_CAPS.get(Number(ext)) ?? 0;
+}
