@@ -15,21 +15,10 @@ import { loadScript, replay } from "../src/userspace/replay/replay.js";
 import { oracleCases } from "./support/paths.js";
 
 const PENDING: Record<string, string> = {
-  "container-state": "type1 backend",
-  "container-extensions": "type1 backend",
-  "container-extensions-nosnoop": "type1 backend",
-  "type1-get-info": "type1 backend",
-  "type1-map-dma": "type1 backend",
-  "type1-unmap-dma": "type1 backend",
-  "type1-dirty-pages": "type1 backend",
-  "device-info": "vfio-pci device operations",
-  "device-config-space": "vfio-pci device operations",
-  "group-acs": "type1 backend",
-  "group-nonviable": "type1 backend",
-  "group-legacy-bridge": "type1 backend",
-  "kvm-create-device": "KVM",
-  "kvm-vfio-group": "KVM",
-  "kvm-vfio-cdev": "KVM, iommufd",
+  "device-info": "the e1000e option ROM's contents (no device model answers ROM reads)",
+  "device-config-space":
+    "an NVMe device model (BAR0 registers), and MSI-X left enabled by the nvme driver's unbind",
+  "kvm-vfio-cdev": "iommufd, VFIO device cdev",
   "iommufd-ioas": "iommufd",
   "cdev-bind": "iommufd",
   "cdev-attach": "iommufd",

@@ -3,9 +3,12 @@
  * The passthru command line. One file per command under src/cli/, each thin over the
  * library; this file wires them with commander and owns exit codes and error reporting.
  */
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { builtinHosts } from "../host/load.js";
+import { analyzeCommand } from "./analyze.js";
 import { groupsCommand } from "./groups.js";
+import { planCommand } from "./plan.js";
+import { snapshotCommand } from "./snapshot.js";
 import { replayCommand } from "./replay.js";
 import { runCommand } from "./run.js";
 import { EXIT_OK, EXIT_USAGE, reportError, setColour } from "./output.js";
@@ -39,6 +42,51 @@ export async function main(argv: string[]): Promise<number> {
     )
     .action(async (input: string, opts) => {
       code = await groupsCommand(input, opts);
+    });
+
+  program
+    .command("analyze")
+    .description(
+      "what passing devices through takes on a host: groups, viability, resets, coherency, and the usual questions",
+    )
+    .argument("[input]", "host to analyse (default: the built-in desktop)")
+    .option("--live", "analyse this machine (reads /sys and /proc; complete only as root)")
+    .option(
+      "--device <dev...>",
+      "ask the questions about these devices (BDF or vendor:device; default: every GPU)",
+    )
+    .option("--json", "machine-readable output")
+    .option("--markdown", "Markdown, for pasting into a forum thread")
+    .addOption(new Option("--root <dir>", "read DIR/sys and DIR/proc with --live").hideHelp())
+    .action(async (input: string | undefined, opts) => {
+      code = await analyzeCommand(input, opts);
+    });
+
+  program
+    .command("plan")
+    .description(
+      "pass-through plan for devices: what goes with them, binding steps, kernel command line, QEMU and libvirt",
+    )
+    .argument("<device...>", "PCI address (0000:01:00.0 or 01:00.0) or vendor:device")
+    .option("--input <input>", "host to plan on (default: the built-in desktop)")
+    .option("--live", "plan on this machine")
+    .option("--json", "machine-readable output")
+    .option("--apply", "bind the devices to vfio-pci on this machine now (root; asks first)")
+    .option("--undo", "give the devices back to their default drivers (root; asks first)")
+    .option("--yes", "do not ask before --apply/--undo")
+    .addOption(new Option("--root <dir>", "use DIR/sys instead of /sys").hideHelp())
+    .action(async (devices: string[], opts) => {
+      code = await planCommand(devices, opts);
+    });
+
+  program
+    .command("snapshot")
+    .description("capture this machine's PCI/IOMMU state into a snapshot any passthru can read")
+    .option("-o, --output <file>", "where to write it ('-' for standard output)", undefined)
+    .option("--script", "print the equivalent POSIX sh script instead (for hosts without Node)")
+    .addOption(new Option("--root <dir>", "capture DIR/sys, DIR/proc, DIR/dev").hideHelp())
+    .action(async (opts) => {
+      code = await snapshotCommand(opts);
     });
 
   program
@@ -85,5 +133,6 @@ export async function main(argv: string[]): Promise<number> {
 
 const invoked = process.argv[1] ?? "";
 if (invoked.endsWith("main.js") || invoked.endsWith("passthru")) {
-  main(process.argv.slice(2)).then((c) => process.exit(c));
+  // Exit once stdout has drained: process.exit() would cut a large report short on a pipe.
+  main(process.argv.slice(2)).then((c) => process.stdout.write("", () => process.exit(c)));
 }

@@ -180,6 +180,7 @@ export function buildHost(spec: HostSpec, source: string): Host {
     });
   }
 
+  machine.attachKnownModels();
   const observed = new Map<string, Observed>();
   for (const f of flat) {
     if (f.spec.driver !== undefined || f.spec.group !== undefined) {
@@ -301,9 +302,9 @@ function configFor(
     }
     const bytes = new Uint8Array(n);
     for (let i = 0; i < n; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-    return rawConfigSpace(bytes);
+    return allowBarSizing(rawConfigSpace(bytes), s.bars ?? [], s.rom);
   }
-  return buildConfigSpace(
+  const cs = buildConfigSpace(
     {
       ...s,
       header: s.header ?? (s.children || s.secondary !== undefined ? "bridge" : "normal"),
@@ -314,4 +315,32 @@ function configFor(
     },
     unprivileged && !CAP_FIELDS.some((k) => s[k] !== undefined) ? 64 : undefined,
   );
+  return allowBarSizing(cs, [], s.rom);
+}
+
+/**
+ * BAR sizing (PCI 3.0 §6.2.5): the address bits below a BAR's size are hard-wired to zero,
+ * so writing all ones reads back the size mask. Raw bytes carry addresses but no masks; the
+ * sizes come from the input (a snapshot's `resource` file), as buildConfigSpace does for
+ * described BARs. The ROM BAR also has its enable bit.
+ */
+function allowBarSizing(
+  cs: ConfigSpace,
+  bars: NonNullable<FunctionSpec["bars"]>,
+  rom: number | undefined,
+): ConfigSpace {
+  for (const b of bars) {
+    const off = R.PCI_BASE_ADDRESS_0 + 4 * b.index;
+    const low = b.size >= 2 ** 32 ? 0 : 2 ** 32 - b.size;
+    cs.allow(off, 4, (low & (b.kind === "io" ? 0xfffffffc : 0xfffffff0)) >>> 0);
+    if (b.kind === "mem64")
+      cs.allow(off + 4, 4, b.size > 2 ** 32 ? 2 ** 32 - b.size / 2 ** 32 : 0xffffffff);
+  }
+  if (rom !== undefined) {
+    const bridge =
+      (cs.read(R.PCI_HEADER_TYPE, 1) & R.PCI_HEADER_TYPE_MASK) === R.PCI_HEADER_TYPE_BRIDGE;
+    const mask = ((2 ** 32 - rom) & R.PCI_ROM_ADDRESS_MASK) | R.PCI_ROM_ADDRESS_ENABLE;
+    cs.allow(bridge ? R.PCI_ROM_ADDRESS1 : R.PCI_ROM_ADDRESS, 4, mask >>> 0);
+  }
+  return cs;
 }

@@ -5,7 +5,8 @@
  * What is read (drivers/pci/pci-sysfs.c, drivers/iommu/iommu-sysfs.c and iommu.c, Linux 6.12):
  * sys/bus/pci/devices/* → the device directory under sys/devices/pciDDDD:BB/… whose path
  * gives the bridge chain (and VMD domains, nested below their endpoint); each function's
- * `config` (4096/256 bytes as root, 64 unprivileged), `driver`, `iommu_group`, `iommu`,
+ * `config` (4096/256 bytes as root, 64 unprivileged), `resource` (BAR and ROM sizes and
+ * kinds, as pci-sysfs.c resource_show prints struct resource), `driver`, `iommu_group`, `iommu`,
  * `physfn`/`virtfn*` links; sys/class/iommu/* units with intel-iommu/{cap,ecap};
  * proc/cmdline and proc/sys/kernel/osrelease. Missing files are tolerated.
  */
@@ -195,6 +196,8 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
     }
     if (config.length < 256) unprivileged = true;
     const f: FunctionSpec = { addr: name, config: config.toString("hex") };
+    const res = fs.text(`${dir}/resource`);
+    if (res !== undefined) Object.assign(f, resourcesOf(res, file, `${dir}/resource`));
     const driver = fs.link(`${dir}/driver`);
     if (driver) f.driver = basename(driver);
     const group = fs.link(`${dir}/iommu_group`);
@@ -240,6 +243,48 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
     unprivileged,
     functions,
   };
+}
+
+/* include/linux/ioport.h resource flags */
+const IORESOURCE_IO = 0x100;
+const IORESOURCE_MEM = 0x200;
+const IORESOURCE_PREFETCH = 0x2000;
+const IORESOURCE_MEM_64 = 0x100000;
+const PCI_ROM_RESOURCE = 6;
+
+/**
+ * BARs (lines 0-5) and the expansion ROM (line 6) of a `resource` file: "start end flags"
+ * in hex, a line of zeros for what is not implemented. Sizes are end - start + 1.
+ */
+function resourcesOf(
+  text: string,
+  file: string,
+  field: string,
+): Pick<FunctionSpec, "bars" | "rom"> {
+  const bars: NonNullable<FunctionSpec["bars"]> = [];
+  let rom: number | undefined;
+  text.split("\n").forEach((line, index) => {
+    if (index > PCI_ROM_RESOURCE || !line.trim()) return;
+    const m = /^0x([0-9a-f]+) 0x([0-9a-f]+) 0x([0-9a-f]+)$/i.exec(line.trim());
+    if (!m)
+      throw new InputError(file, `line ${index + 1} is not "start end flags"`, undefined, field);
+    const [start, end, flags] = [m[1], m[2], m[3]].map((h) => Number(BigInt(`0x${h}`))) as [
+      number,
+      number,
+      number,
+    ];
+    const size = end - start + 1;
+    if (!(flags & (IORESOURCE_IO | IORESOURCE_MEM)) || !(start || end)) return;
+    if (index === PCI_ROM_RESOURCE) rom = size;
+    else
+      bars.push({
+        index,
+        size,
+        kind: flags & IORESOURCE_IO ? "io" : flags & IORESOURCE_MEM_64 ? "mem64" : "mem32",
+        prefetchable: (flags & IORESOURCE_PREFETCH) !== 0,
+      });
+  });
+  return { ...(bars.length ? { bars } : {}), ...(rom !== undefined ? { rom } : {}) };
 }
 
 /** The PF's SR-IOV geometry, read from its own config bytes. */

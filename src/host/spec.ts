@@ -111,6 +111,8 @@ export interface FunctionSpec {
   af?: { flr: boolean; tp: boolean };
   sriov?: z.infer<typeof sriovSpec>;
   bars?: z.infer<typeof barSpec>[];
+  /** Expansion ROM BAR size in bytes (sysfs `resource` line 6). */
+  rom?: number;
   secondary?: number;
   subordinate?: number;
   /** Intel VMD: this endpoint owns the PCI domain given, whose root bus is `vmd.bus`. */
@@ -144,6 +146,10 @@ const functionSpec: z.ZodType<FunctionSpec, unknown> = z.lazy(() =>
     af: z.strictObject({ flr: z.boolean(), tp: z.boolean() }).optional(),
     sriov: sriovSpec.optional(),
     bars: z.array(barSpec).optional(),
+    // A ROM BAR decodes at least 2 KiB (PCI 3.0 §6.2.5.2).
+    rom: hexOrInt("a ROM size", 0x80000000)
+      .refine((n) => n >= 0x800 && Number.isInteger(Math.log2(n)), "expected a power of two")
+      .optional(),
     secondary: z.number().int().min(0).max(255).optional(),
     subordinate: z.number().int().min(0).max(255).optional(),
     vmd: z

@@ -2,8 +2,10 @@
  * Boot: the order Linux 6.12 brings things up on x86. The IOMMU drivers' early detection
  * (DMAR/IVRS parsing) calls pci_request_acs() before PCI enumeration; PCI then enumerates
  * every host bridge (pci_subsys_init), iommu_device_register() → bus_iommu_probe() groups
- * every device in bus order, and drivers bind (device_initcall). VMD domains and SR-IOV
- * VFs appear later and are probed as they are added.
+ * every device in bus order and the VT-d / AMD-Vi driver attaches each group to its
+ * default domain, and drivers bind (device_initcall). VMD domains and SR-IOV VFs appear
+ * later and are probed as they are added. VFIO's type1 backend is registered with the
+ * module parameters the command line gives it.
  *
  * The kernel is also where processes live: `spawn` gives a task and its syscall surface.
  * `debug` is the model's debugfs: read-only introspection (groups and the reasons that
@@ -15,8 +17,13 @@ import { PageAllocator } from "./core/page_alloc.js";
 import { TaskSyscalls } from "./core/syscalls.js";
 import { Task, type TaskOptions } from "./core/task.js";
 import { Vfs } from "./core/vfs.js";
+import { AmdIommuDriver } from "./iommu/amd.js";
+import { IOMMU_DOMAIN_DMA, IOMMU_DOMAIN_DMA_FQ, IOMMU_DOMAIN_IDENTITY } from "./iommu/domain.js";
+import { IntelIommuDriver } from "./iommu/intel.js";
 import { IommuSubsystem, type DeviceTrace, type GroupEdge } from "./iommu/iommu.js";
 import { IommuSysfs } from "./iommu/sysfs.js";
+import { KvmSubsystem, type KvmVmInfo } from "./kvm/kvm_main.js";
+import { DEFAULT_PROFILE, PROFILES, type ProfileName } from "./kvm/profile.js";
 import { PciDriverCore } from "./pci/driver.js";
 import { deviceDriver, pcieport, pciStub } from "./pci/drivers.js";
 import { sriovEnable } from "./pci/iov.js";
@@ -24,10 +31,13 @@ import type { PciDev } from "./pci/pci.js";
 import { PciSubsystem } from "./pci/probe.js";
 import { PciSysfs } from "./pci/sysfs.js";
 import { vfioPciDriver } from "./vfio/pci/vfio_pci.js";
+import { vfioIommuType1 } from "./vfio/vfio_iommu_type1.js";
 import { Vfio } from "./vfio/vfio_main.js";
 
 export type { DeviceTrace, GroupEdge, ReasonCode } from "./iommu/iommu.js";
 export type { AcsVerdict } from "./pci/acs.js";
+export type { KvmVmInfo } from "./kvm/kvm_main.js";
+export type { ProfileName } from "./kvm/profile.js";
 export type { TaskOptions } from "./core/task.js";
 
 export interface GroupInfo {
@@ -45,6 +55,8 @@ export interface BootOptions {
   bindings?: Map<string, string>;
   /** VFs a driver enabled after boot (sriov_numvfs), by PF. */
   sriov?: Map<string, number>;
+  /** The kernel era whose behaviour changed-over-time objects follow (kvm/profile.ts). */
+  profile?: ProfileName;
 }
 
 /** Drivers whose behaviour the model carries; any other name is an ordinary device driver. */
@@ -58,6 +70,7 @@ export class Kernel {
   readonly vfs = new Vfs();
   readonly drivers: PciDriverCore;
   readonly vfio: Vfio;
+  readonly kvm: KvmSubsystem;
   private readonly pciSysfs: PciSysfs;
   private readonly iommuSysfs: IommuSysfs;
   private nextPid = 1;
@@ -65,6 +78,7 @@ export class Kernel {
   private constructor(
     readonly hw: Hardware,
     cmdline: string,
+    profile: ProfileName,
   ) {
     this.params = parseCmdline(cmdline);
     const p = this.params;
@@ -80,10 +94,35 @@ export class Kernel {
       acsOverride: p.acsOverride,
     };
     this.pci = new PciSubsystem(hw, { acsRequested: units.length > 0, quirks, acs: p.acs });
-    this.iommu = new IommuSubsystem(units, quirks);
     this.pages = new PageAllocator(hw.memory);
+    const unitOf = (d: PciDev) => this.iommu.unitFor(d);
+    const intel = new IntelIommuDriver(
+      hw,
+      this.pages,
+      units.filter((u) => u.kind === "intel-vtd"),
+      unitOf,
+      cmdline,
+    );
+    const amd = new AmdIommuDriver(hw, this.pages, unitOf, cmdline);
+    const domainType = defaultDomainType(cmdline);
+    this.iommu = new IommuSubsystem(units, quirks, {
+      ops: (u) =>
+        u.kind === "intel-vtd"
+          ? intel.handles(u)
+            ? intel.ops
+            : null
+          : u.kind === "amd-vi"
+            ? amd.ops
+            : null,
+      defaultType:
+        domainType === "identity"
+          ? IOMMU_DOMAIN_IDENTITY
+          : domainType === "DMA"
+            ? IOMMU_DOMAIN_DMA
+            : IOMMU_DOMAIN_DMA_FQ,
+    });
     this.drivers = new PciDriverCore(() => this.pci.devices, this.iommu);
-    this.iommuSysfs = new IommuSysfs(this.vfs, defaultDomainType(cmdline));
+    this.iommuSysfs = new IommuSysfs(this.vfs, domainType);
     this.pciSysfs = new PciSysfs(this.vfs, this.drivers, {
       groupPath: (d) => {
         const g = this.iommu.groupOf(d);
@@ -95,13 +134,16 @@ export class Kernel {
       },
     });
     this.vfio = new Vfio(this.vfs, this.iommu);
+    this.vfio.iommuDrivers.register(vfioIommuType1({ param: (n) => moduleParam(cmdline, n) }));
+    this.kvm = new KvmSubsystem(PROFILES[profile], this.vfio);
+    this.vfs.devices.set("/dev/kvm", this.kvm.chardev);
     for (const u of units) this.iommuSysfs.addUnit(u);
     this.vfs.add("/proc/cmdline", { kind: "attr", show: () => `${cmdline}\n` });
   }
 
   static boot(hw: Hardware, opts: BootOptions | string = {}): Kernel {
     const o: BootOptions = typeof opts === "string" ? { cmdline: opts } : opts;
-    const k = new Kernel(hw, o.cmdline ?? "");
+    const k = new Kernel(hw, o.cmdline ?? "", o.profile ?? DEFAULT_PROFILE);
     k.pci.enumerate();
     for (const dev of k.pci.devices) k.iommu.probeDevice(dev);
     for (const g of k.iommu.groups.values())
@@ -125,7 +167,11 @@ export class Kernel {
     this.drivers.register(pcieport);
     this.drivers.register(pciStub);
     this.drivers.register(
-      vfioPciDriver(this.vfio, (d) => this.pci.devices.filter((v) => v.physfn === d).length),
+      vfioPciDriver(this.vfio, {
+        hw: this.hw.pci,
+        numVfs: (d) => this.pci.devices.filter((v) => v.physfn === d).length,
+        iommuGroupId: (d) => this.iommu.groupOf(d)?.id ?? null,
+      }),
     );
     const names = new Set([...(o.drivers ?? []), ...(o.bindings?.values() ?? [])]);
     for (const name of [...names].sort()) {
@@ -173,7 +219,23 @@ export class Kernel {
         })),
     trace: (name: string): DeviceTrace | undefined => this.iommu.traces.get(name),
     device: (name: string): PciDev | undefined => this.pci.get(name),
+    vms: (): KvmVmInfo[] => this.kvm.info(),
   };
+}
+
+/**
+ * A module parameter from the command line ("module.param=value"; "-" and "_" are the same
+ * in a name, the last word wins, a bare "module.param" gives ""), as the module loader
+ * passes them to a module (kernel/params.c parameq).
+ */
+function moduleParam(cmdline: string, name: string): string | undefined {
+  const norm = (s: string) => s.replace(/-/g, "_");
+  let v: string | undefined;
+  for (const w of cmdline.split(/\s+/)) {
+    const eq = w.indexOf("=");
+    if (norm(eq < 0 ? w : w.slice(0, eq)) === norm(name)) v = eq < 0 ? "" : w.slice(eq + 1);
+  }
+  return v;
 }
 
 /**

@@ -2,6 +2,7 @@
  * Request names → ioctl numbers, as the oracle agent's tables.c builds them from the uAPI
  * headers. Scripts name a request and give its number; the two must agree.
  */
+import * as K from "./kvm.js";
 import * as V from "./vfio.js";
 
 const VFIO_REQUESTS = [
@@ -41,6 +42,44 @@ const VFIO_REQUESTS = [
   "VFIO_IOMMU_SPAPR_TCE_REMOVE",
 ] as const;
 
-export const REQUESTS = new Map<string, number>(
-  VFIO_REQUESTS.map((n) => [n, (V as unknown as Record<string, number>)[n] as number]),
-);
+/** linux/kvm.h: system, VM and device requests (the agent lists no vCPU state requests). */
+const KVM_REQUESTS = [
+  "KVM_GET_API_VERSION",
+  "KVM_CREATE_VM",
+  "KVM_CHECK_EXTENSION",
+  "KVM_GET_VCPU_MMAP_SIZE",
+  "KVM_CREATE_VCPU",
+  "KVM_GET_DIRTY_LOG",
+  "KVM_SET_USER_MEMORY_REGION",
+  "KVM_SET_USER_MEMORY_REGION2",
+  "KVM_SET_TSS_ADDR",
+  "KVM_SET_IDENTITY_MAP_ADDR",
+  "KVM_CREATE_IRQCHIP",
+  "KVM_IRQ_LINE",
+  "KVM_SET_GSI_ROUTING",
+  "KVM_IRQFD",
+  "KVM_IOEVENTFD",
+  "KVM_SIGNAL_MSI",
+  "KVM_ENABLE_CAP",
+  "KVM_CREATE_PIT2",
+  "KVM_GET_CLOCK",
+  "KVM_SET_CLOCK",
+  "KVM_CREATE_DEVICE",
+  "KVM_SET_DEVICE_ATTR",
+  "KVM_GET_DEVICE_ATTR",
+  "KVM_HAS_DEVICE_ATTR",
+  "KVM_RUN",
+  "KVM_CLEAR_DIRTY_LOG",
+  "KVM_GET_STATS_FD",
+] as const;
+
+export const REQUESTS = new Map<string, number>([
+  ...VFIO_REQUESTS.map((n): [string, number] => [
+    n,
+    (V as unknown as Record<string, number>)[n] as number,
+  ]),
+  ...KVM_REQUESTS.map((n): [string, number] => [
+    n,
+    (K as unknown as Record<string, number>)[n] as number,
+  ]),
+]);

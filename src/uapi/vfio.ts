@@ -179,6 +179,37 @@ export const vfio_iommu_type1_info = struct("vfio_iommu_type1_info", [
   ["pad", "u32"],
 ] as const);
 
+/* Type1 GET_INFO capabilities: each starts with struct vfio_info_cap_header. */
+export const vfio_iommu_type1_info_cap_iova_range = struct("vfio_iommu_type1_info_cap_iova_range", [
+  ["id", "u16"],
+  ["version", "u16"],
+  ["next", "u32"],
+  ["nr_iovas", "u32"],
+  ["reserved", "u32"],
+] as const);
+
+/** The iova_ranges[] entries that follow vfio_iommu_type1_info_cap_iova_range. */
+export const vfio_iova_range = struct("vfio_iova_range", [
+  ["start", "u64"],
+  ["end", "u64"],
+] as const);
+
+export const vfio_iommu_type1_info_cap_migration = struct("vfio_iommu_type1_info_cap_migration", [
+  ["id", "u16"],
+  ["version", "u16"],
+  ["next", "u32"],
+  ["flags", "u32"],
+  ["pgsize_bitmap", "u64"],
+  ["max_dirty_bitmap_size", "u64"],
+] as const);
+
+export const vfio_iommu_type1_info_dma_avail = struct("vfio_iommu_type1_info_dma_avail", [
+  ["id", "u16"],
+  ["version", "u16"],
+  ["next", "u32"],
+  ["avail", "u32"],
+] as const);
+
 export const vfio_iommu_type1_dma_map = struct("vfio_iommu_type1_dma_map", [
   ["argsz", "u32"],
   ["flags", "u32"],
@@ -231,4 +262,56 @@ export const vfio_device_attach_iommufd_pt = struct("vfio_device_attach_iommufd_
 export const vfio_device_detach_iommufd_pt = struct("vfio_device_detach_iommufd_pt", [
   ["argsz", "u32"],
   ["flags", "u32"],
+] as const);
+
+/* vfio-pci device ioctls */
+export const VFIO_PCI_BAR5_REGION_INDEX = 5;
+
+export const VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP = 5;
+export const VFIO_PCI_ATOMIC_COMP32 = 1 << 0;
+export const VFIO_PCI_ATOMIC_COMP64 = 1 << 1;
+export const VFIO_PCI_ATOMIC_COMP128 = 1 << 2;
+
+export const vfio_device_info_cap_pci_atomic_comp = struct("vfio_device_info_cap_pci_atomic_comp", [
+  ["id", "u16"],
+  ["version", "u16"],
+  ["next", "u32"],
+  ["flags", "u32"],
+  ["reserved", "u32"],
+] as const);
+
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0;
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1;
+
+/** Followed by struct vfio_pci_dependent_device devices[]. */
+export const vfio_pci_hot_reset_info = struct("vfio_pci_hot_reset_info", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["count", "u32"],
+] as const);
+
+/** group_id (or devid, for cdev-opened devices) */
+export const vfio_pci_dependent_device = struct("vfio_pci_dependent_device", [
+  ["group_id", "u32"],
+  ["segment", "u16"],
+  ["bus", "u8"],
+  ["devfn", "u8"],
+] as const);
+
+/** Followed by s32 group_fds[]. */
+export const vfio_pci_hot_reset = struct("vfio_pci_hot_reset", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["count", "u32"],
+] as const);
+
+export const VFIO_DEVICE_IOEVENTFD_SIZE_MASK = 0xf;
+
+export const vfio_device_ioeventfd = struct("vfio_device_ioeventfd", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["offset", "u64"],
+  ["data", "u64"],
+  ["fd", "s32"],
+  ["reserved", "u32"],
 ] as const);

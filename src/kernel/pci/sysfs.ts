@@ -3,7 +3,8 @@
  * directory per function under /sys/devices/pciDDDD:BB/… following the bridge chain,
  * /sys/bus/pci/devices links, identity attributes ("0x%04x"), `config` (the whole space
  * for CAP_SYS_ADMIN, 64 bytes otherwise), `enable`, `driver_override` (driver_set_override:
- * a newline ends the name, an empty one clears it; shown as "(null)" when unset), and the
+ * a newline ends the name, an empty one clears it; shown as "(null)" when unset),
+ * `reset_method` (pci.c reset_method_show/store, present when a reset method exists), and the
  * `driver`, `iommu_group` and `iommu` links; per driver bind/unbind/new_id/remove_id and
  * links to its devices (drivers/base/bus.c); /sys/bus/pci/drivers_probe.
  */
@@ -12,6 +13,7 @@ import * as R from "../../uapi/pci_regs.js";
 import { storeText, type KAttr, type KLink, type Vfs } from "../core/vfs.js";
 import type { PciDriver, PciDriverCore } from "./driver.js";
 import type { PciBus, PciDev } from "./pci.js";
+import { pciResetMethodShow, pciResetMethodStore, pciResetSupported } from "./reset.js";
 
 const PAGE_SIZE = 4096;
 
@@ -74,6 +76,15 @@ export class PciSysfs {
         return v.length;
       },
     });
+    // pci_dev_reset_method_attr_is_visible(): only for a device some method can reset.
+    if (pciResetSupported(dev))
+      attr("reset_method", {
+        show: () => pciResetMethodShow(dev),
+        store: (v) => {
+          const r = pciResetMethodStore(dev, storeText(v));
+          return r < 0 ? r : v.length;
+        },
+      });
     attr("driver_override", {
       show: () => `${this.drivers.override.get(dev) ?? "(null)"}\n`,
       store: (v) => {

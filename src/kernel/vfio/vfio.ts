@@ -66,3 +66,44 @@ export function fromUser(task: Task, addr: bigint, len: number): Uint8Array | nu
 export function toUser(task: Task, addr: bigint, data: Uint8Array): boolean {
   return task.mm.copyToUser(addr, data);
 }
+
+/**
+ * struct vfio_info_cap with vfio_info_add_capability() and vfio_info_cap_shift()
+ * (vfio_main.c): a capability chain built for an info ioctl, each capability 8-byte
+ * aligned and linked by `next` offsets relative to the chain until shifted to the
+ * struct's start. Shared by IOMMU backends and device drivers.
+ */
+export class VfioInfoCap {
+  buf = new Uint8Array(0);
+
+  get size(): number {
+    return this.buf.length;
+  }
+
+  private next(at: number): number {
+    return new DataView(this.buf.buffer).getUint32(at + 4, true);
+  }
+
+  private setNext(at: number, v: number): void {
+    new DataView(this.buf.buffer).setUint32(at + 4, v, true);
+  }
+
+  /** vfio_info_add_capability(): `cap` is the whole capability, header first. */
+  add(cap: Uint8Array): void {
+    const at = this.buf.length;
+    const buf = new Uint8Array(at + Math.ceil(cap.length / 8) * 8);
+    buf.set(this.buf);
+    buf.set(cap.subarray(0, 4), at);
+    buf.set(cap.subarray(8), at + 8);
+    this.buf = buf;
+    let tmp = 0;
+    while (this.next(tmp)) tmp = this.next(tmp);
+    this.setNext(tmp, at);
+  }
+
+  /** vfio_info_cap_shift() */
+  shift(offset: number): void {
+    for (let tmp = 0; this.next(tmp); tmp = this.next(tmp) - offset)
+      this.setNext(tmp, this.next(tmp) + offset);
+  }
+}

@@ -116,6 +116,36 @@ export class Vfio {
     if (df) df.kvm = kvm;
   }
 
+  /**
+   * vfio_group_get_external_user() of Linux 3.11–5.18 (kvm-vfio under the "3.13" and
+   * "3.15" KVM profiles): a group file attached to a container whose IOMMU backend is set,
+   * else EINVAL. The reference counts as a container user (UNSET_CONTAINER is EBUSY while
+   * it is held). It also keeps the group file open: in those kernels the group release
+   * only dissolved the container once its last user left, and a group cannot be reopened
+   * while it has a container, which is what holding the file gives here. Viability needs
+   * no check: the group owns its devices' DMA from the moment it joined the container.
+   */
+  groupGetExternalUser(f: File): VfioGroup | number {
+    const g = this.groupFromFile(f);
+    if (!g?.container?.driver) return err("EINVAL");
+    g.containerUsers++;
+    f.get();
+    return g;
+  }
+
+  /** vfio_group_put_external_user() */
+  groupPutExternalUser(g: VfioGroup): void {
+    g.containerUsers--;
+    g.openedFile?.put();
+  }
+
+  /** vfio_external_check_extension(): VFIO_CHECK_EXTENSION on an external user's container. */
+  externalCheckExtension(g: VfioGroup, task: Task, ext: number): number {
+    const c = g.container as VfioContainer;
+    const d = c.driver as NonNullable<VfioContainer["driver"]>;
+    return d.ioctl(c.data, task, U.VFIO_CHECK_EXTENSION, BigInt(ext));
+  }
+
   /** vfio_register_group_dev(): -errno on failure. */
   registerGroupDev(pdev: PciDev, ops: VfioDeviceOps, priv: unknown): RegisteredDevice | number {
     const ig = this.iommu.groupOf(pdev);
