@@ -74,8 +74,9 @@ export function buildHost(spec: HostSpec, source: string): Host {
   const perSlot = new Map<string, number>();
   const slotKey = (f: Flat) => `${f.domain}:${f.bus}:${f.devfn >> 3}`;
   for (const f of flat) perSlot.set(slotKey(f), (perSlot.get(slotKey(f)) ?? 0) + 1);
+  const firmware = new FirmwareAllocator();
   for (const f of flat) {
-    f.config = configFor(f, (perSlot.get(slotKey(f)) ?? 1) > 1, spec.unprivileged, fail);
+    f.config = configFor(f, (perSlot.get(slotKey(f)) ?? 1) > 1, spec.unprivileged, firmware, fail);
   }
 
   // Which bridge claims which bus.
@@ -287,10 +288,25 @@ function flatten(spec: HostSpec, fail: (d: string, f?: string) => never): Flat[]
  * capture had its capability list hidden, not absent. */
 const CAP_FIELDS = ["pcie", "acs", "flr", "pm", "af", "sriov", "ari", "ariForwarding"] as const;
 
+/**
+ * BAR addresses for descriptions that give none, as firmware assigns them: 32-bit memory
+ * from 0xc0000000 up, 64-bit memory from 64 GiB up, I/O ports from 0x1000, each aligned
+ * to its size. (Bridge windows are not programmed: nothing in the model routes by them.)
+ */
+class FirmwareAllocator {
+  private next = { mem32: 0xc0000000, mem64: 2 ** 36, io: 0x1000 };
+  assign(b: { size: number; kind: "mem32" | "mem64" | "io" }): number {
+    const at = Math.ceil(this.next[b.kind] / b.size) * b.size;
+    this.next[b.kind] = at + b.size;
+    return at;
+  }
+}
+
 function configFor(
   f: Flat,
   sharedSlot: boolean,
   unprivileged: boolean,
+  firmware: FirmwareAllocator,
   fail: (d: string, f?: string) => never,
 ): ConfigSpace {
   const s = f.spec;
@@ -311,7 +327,7 @@ function configFor(
       multifunction: s.multifunction ?? sharedSlot,
       pcieTypeCode: s.pcie ? PCIE_TYPE_CODE[s.pcie] : undefined,
       primary: f.bus,
-      bars: s.bars?.map((b) => ({ ...b })),
+      bars: s.bars?.map((b) => ({ ...b, address: b.address ?? firmware.assign(b) })),
     },
     unprivileged && !CAP_FIELDS.some((k) => s[k] !== undefined) ? 64 : undefined,
   );

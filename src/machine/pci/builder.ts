@@ -46,7 +46,14 @@ export interface FunctionDesc {
     stride: number;
     vfDevice?: number;
   };
-  bars?: { index: number; size: number; kind: "mem32" | "mem64" | "io"; prefetchable: boolean }[];
+  bars?: {
+    index: number;
+    size: number;
+    kind: "mem32" | "mem64" | "io";
+    prefetchable: boolean;
+    /** The address firmware assigned. */
+    address?: number;
+  }[];
   secondary?: number;
   subordinate?: number;
   primary?: number;
@@ -98,7 +105,9 @@ export function buildConfigSpace(d: FunctionDesc, visible?: 64): ConfigSpace {
         ? R.PCI_BASE_ADDRESS_SPACE_IO
         : (bar.kind === "mem64" ? R.PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) |
           (bar.prefetchable ? R.PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
-    cs.set(off, 4, flags);
+    const addr = bar.address ?? 0;
+    cs.set(off, 4, (addr % 2 ** 32) | flags);
+    if (bar.kind === "mem64") cs.set(off + 4, 4, Math.floor(addr / 2 ** 32));
     // Sizing (PCI 3.0 §6.2.5.1): the address bits below the size are hard-wired to zero,
     // so software writing all ones reads back ~(size - 1) plus the flag bits.
     const low = bar.size >= 2 ** 32 ? 0 : 2 ** 32 - bar.size;
