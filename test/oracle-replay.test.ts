@@ -16,8 +16,7 @@ import { oracleCases } from "./support/paths.js";
 
 const PENDING: Record<string, string> = {
   "device-info": "the e1000e option ROM's contents (no device model answers ROM reads)",
-  "device-config-space":
-    "an NVMe device model (BAR0 registers), and MSI-X left enabled by the nvme driver's unbind",
+  "device-config-space": "an NVMe device model (BAR0 registers)",
   "kvm-vfio-cdev": "iommufd, VFIO device cdev",
   "iommufd-ioas": "iommufd",
   "cdev-bind": "iommufd",

@@ -173,7 +173,9 @@ export function planText(p: Plan): string {
     out.push(
       dim("   persistent across boots: ") +
         p.pass.map((b) => `driverctl set-override ${b} vfio-pci`).join("; "),
-      dim("   or let this tool do it now: passthru plan ... --apply (root; --undo restores)"),
+      dim(
+        `   or now, on this machine: passthru plan ${p.requested.map(short).join(" ")} --apply (root; --undo restores)`,
+      ),
     );
   out.push("", bold("4. QEMU"));
   const q = ["qemu-system-x86_64 -machine q35,accel=kvm -m 8G \\"];

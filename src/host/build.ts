@@ -168,14 +168,24 @@ export function buildHost(spec: HostSpec, source: string): Host {
   const outOfScope = new Map<number, string[]>(); // segment → functions no unit translates
   for (const f of flat)
     if (f.spec.noIommu) outOfScope.set(f.domain, [...(outOfScope.get(f.domain) ?? []), f.name]);
+  const assumptions: string[] = [];
   for (const u of spec.iommu) {
     if (u.kind === "none") continue;
+    if (u.kind === "intel-vtd" && (u.cap === undefined || u.ecap === undefined)) {
+      // lspci does not show the DMAR registers: the machine gets a current Intel client
+      // unit's; the description keeps them unknown, so reports can say so.
+      assumptions.push(
+        `The input does not give ${u.name}'s VT-d registers; assumed those of a current Intel ` +
+          `client unit (CAP ${VTD_DEFAULT.cap}, ECAP ${VTD_DEFAULT.ecap}: Snoop Control and ` +
+          "interrupt remapping present). Capture a snapshot to read the real ones.",
+      );
+    }
     const exclude = outOfScope.get(u.segment) ?? [];
     machine.iommus.push({
       kind: u.kind,
       name: u.name,
-      cap: reg(u.cap),
-      ecap: reg(u.ecap),
+      cap: reg(u.cap ?? (u.kind === "intel-vtd" ? VTD_DEFAULT.cap : undefined)),
+      ecap: reg(u.ecap ?? (u.kind === "intel-vtd" ? VTD_DEFAULT.ecap : undefined)),
       segment: u.segment,
       scope: u.devices ? { all: false, devices: u.devices.map(normBdf) } : { all: true, exclude },
     });
@@ -198,9 +208,12 @@ export function buildHost(spec: HostSpec, source: string): Host {
     functions: new Map(flat.map((f) => [f.name, f.spec])),
     observed,
     source,
-    assumptions: [],
+    assumptions,
   };
 }
+
+/** A Tiger Lake client's main DMAR unit (cap/ecap as sysfs shows them). */
+const VTD_DEFAULT = { cap: "0xd2008c40660462", ecap: "0xf050da" };
 
 function normBdf(s: string): string {
   const p = parseBdf(s) as { domain: number; bus: number; devfn: number };

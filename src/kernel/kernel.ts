@@ -181,7 +181,7 @@ export class Kernel {
         .map(([bdf]) => this.pci.get(bdf))
         .filter((d): d is PciDev => !!d)
         .map((d) => ({ vendor: d.vendor, device: d.device }));
-      this.drivers.register(deviceDriver(name, ids));
+      this.drivers.register(deviceDriver(name, ids, this.hw.pci));
     }
     this.pciSysfs.addBusFiles();
     for (const drv of this.drivers.drivers.values()) this.pciSysfs.addDriver(drv);

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { loadHost } from "../../src/host/load.js";
 import { analyzeHost } from "../../src/userspace/analyze/analyze.js";
 import { oracleCases, lspciFixtures } from "../support/paths.js";
-import { fixture, json, run, snapshotOf } from "./support.js";
+import { fakeRoot, fixture, json, run, snapshotOf } from "./support.js";
 import { join } from "node:path";
 
 interface Answer {
@@ -253,14 +253,17 @@ test("identical devices: one of three e1000s is bound by driver_override, never 
   );
 });
 
-test("reset methods derived from config space equal the real kernel's reset_method in every recorded snapshot", async () => {
+test("reset methods (reported and derived from config space) equal the real kernel's reset_method in every recorded snapshot", async () => {
   let compared = 0;
   for (const [name, dir] of oracleCases()) {
     const host = await loadHost(join(dir, "snapshot.tar.gz"));
     const a = await analyzeHost(host);
     for (const d of a.report.devices) {
       if (d.reset.observed === undefined) continue;
+      // What the report says (the model's reset_method when it has one) and what the
+      // config-space rules give on their own must both be what the real kernel listed.
       assert.deepEqual(d.reset.methods, d.reset.observed, `${name} ${d.bdf}: ${d.reset.source}`);
+      assert.deepEqual(d.reset.derived, d.reset.observed, `${name} ${d.bdf}: derived`);
       compared++;
     }
   }
@@ -317,4 +320,16 @@ test("usage errors: unknown device, INPUT with --live, --json with --markdown â€
     assert.equal(r.err.trim().split("\n").length, 1);
     assert.doesNotMatch(r.err, /\n\s+at /);
   }
+});
+
+test("--live reads this machine's /sys (here a fake one) like a snapshot, observed reset methods included", async () => {
+  const root = await fakeRoot(snapshotOf("group-nonviable"));
+  const r = run(["analyze", "--live", "--root", root, "--json"]);
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out) as Report;
+  assert.equal(j.host, "this host");
+  assert.equal(j.groups.length, 10);
+  assert.ok(j.groups.every((g) => g.matchesKernel === true));
+  const nvme = j.devices.find((d) => d.bdf === "0000:02:00.0");
+  assert.deepEqual(nvme?.reset.observed, ["flr", "bus"]);
 });

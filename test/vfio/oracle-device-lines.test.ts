@@ -42,18 +42,12 @@ test("device-info: GET_INFO, every REGION_INFO and IRQ_INFO, RESET, second fd, r
 test("device-config-space: virtualised header and capabilities, BAR sizing, reset", async () => {
   const { got, want } = await replayCase("device-config-space");
   compare(got, want, {
-    12: "MSI-X Enable: the nvme driver's unbind (pci_free_irq_vectors) is not modelled",
     30: "NVMe CAP: no NVMe device model behind BAR0",
     31: "NVMe CSTS: no NVMe device model behind BAR0",
     37: "NVMe CSTS: no NVMe device model behind BAR0",
   });
-  // Line 12 differs in exactly one bit: MSI-X Message Control's Enable (config byte 0x43).
-  const data = (l: string) => Buffer.from(JSON.parse(l).data as string, "hex");
-  const g = data(got[11] as string);
-  const w = data(want[11] as string);
-  const diff = [...g.keys()].filter((i) => g[i] !== w[i]);
-  assert.deepEqual(diff, [0x43]);
-  assert.equal((g[0x43] as number) ^ (w[0x43] as number), 0x80);
+  // Nothing decodes BAR0: reads give all ones, as a master abort would.
+  for (const l of [30, 31, 37]) assert.match(got[l - 1] as string, /"data":"(ff)+"/);
 });
 
 test("group-legacy-bridge: device fds of a conventional-PCI group, GET_INFO and RESET", async () => {

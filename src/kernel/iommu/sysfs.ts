@@ -7,33 +7,11 @@
 import type { IommuUnitDesc } from "../../machine/hw.js";
 import type { Vfs } from "../core/vfs.js";
 import type { PciDev } from "../pci/pci.js";
+import { iommuGetGroupResvRegions } from "./domain.js";
 import type { IommuGroup } from "./iommu.js";
 
-export interface ReservedRegion {
-  start: bigint;
-  end: bigint;
-  type: "direct" | "direct-relaxable" | "reserved" | "msi";
-}
-
-/**
- * The regions a group reports (iommu_get_group_resv_regions, sorted by start): on x86 the
- * interrupt window 0xfee00000-0xfeefffff as "msi" (intel_iommu_get_resv_regions,
- * amd_iommu_get_resv_regions); on VT-d, an ISA bridge's first 16 MiB as "direct-relaxable"
- * (CONFIG_INTEL_IOMMU_FLOPPY_WA, set in distribution kernels); on AMD, the
- * HyperTransport hole 0xfd00000000-0xffffffffff as "reserved".
- */
-export function reservedRegions(unit: IommuUnitDesc, devices: PciDev[]): ReservedRegion[] {
-  const out: ReservedRegion[] = [];
-  if (unit.kind === "intel-vtd" && devices.some((d) => d.class >> 8 === PCI_CLASS_BRIDGE_ISA)) {
-    out.push({ start: 0n, end: 0xffffffn, type: "direct-relaxable" });
-  }
-  out.push({ start: 0xfee00000n, end: 0xfeefffffn, type: "msi" });
-  if (unit.kind === "amd-vi")
-    out.push({ start: 0xfd00000000n, end: 0xffffffffffn, type: "reserved" });
-  return out;
-}
-
-const PCI_CLASS_BRIDGE_ISA = 0x0601;
+/** The names iommu.c prints for enum iommu_resv_type (iommu_resv_type_names). */
+const RESV_TYPE_NAMES = ["direct", "direct-relaxable", "reserved", "msi", "msi"];
 
 const h16 = (n: bigint) => `0x${n.toString(16).padStart(16, "0")}`;
 
@@ -72,8 +50,10 @@ export class IommuSysfs {
     this.vfs.add(`${dir}/reserved_regions`, {
       kind: "attr",
       show: () =>
-        reservedRegions(g.unit, g.devices)
-          .map((r) => `${h16(r.start)} ${h16(r.end)} ${r.type}\n`)
+        iommuGetGroupResvRegions(g)
+          .map(
+            (r) => `${h16(r.start)} ${h16(r.start + r.length - 1n)} ${RESV_TYPE_NAMES[r.type]}\n`,
+          )
           .join(""),
     });
     for (const d of g.devices) this.addMember(g, d, devicePath);

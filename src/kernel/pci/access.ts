@@ -11,7 +11,7 @@ function capVersion(dev: PciDev): number {
 }
 
 /** pcie_cap_has_lnkctl() */
-export function pcieCapHasLnkctl(dev: PciDev): boolean {
+function pcieCapHasLnkctl(dev: PciDev): boolean {
   return [
     R.PCI_EXP_TYPE_ENDPOINT,
     R.PCI_EXP_TYPE_LEG_END,

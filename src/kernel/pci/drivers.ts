@@ -6,9 +6,12 @@
  * and id table — their probe enables the device and succeeds, which is all the pass-through
  * story needs of them (a DMA-API user of the device's IOMMU group).
  */
+import type { PciMmio } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
 import * as R from "../../uapi/pci_regs.js";
 import { anyId, type PciDeviceId, type PciDriver } from "./driver.js";
+import { pciDisableDevice, pciEnableDevice, pciSetMaster } from "./enable.js";
+import { PCI_IRQ_MSI, PCI_IRQ_MSIX, pciAllocIrqVectors, pciFreeIrqVectors } from "./msi.js";
 import type { PciDev } from "./pci.js";
 
 export const pcieport: PciDriver = {
@@ -30,11 +33,10 @@ export const pcieport: PciDriver = {
     ) {
       return err("ENODEV");
     }
-    dev.enableCnt++;
-    return 0;
+    return pciEnableDevice(dev);
   },
   remove(dev) {
-    if (dev.enableCnt > 0) dev.enableCnt--;
+    pciDisableDevice(dev);
   },
 };
 
@@ -45,23 +47,28 @@ export const pciStub: PciDriver = {
   probe: () => 0,
 };
 
-/** An ordinary device driver: its id table and nothing else the model needs. */
+/** An ordinary device driver: its id table, and the PCI services it uses around its hardware. */
 export function deviceDriver(
   name: string,
   ids: { vendor: number; device: number }[],
-): PciDriver & {
-  ids: PciDeviceId[];
-} {
+  mmio: PciMmio,
+): PciDriver & { ids: PciDeviceId[] } {
   return {
     name,
     ids: ids.map((i) => ({ ...anyId(i.vendor, i.device) })),
     driverManagedDma: false,
     probe(dev: PciDev) {
-      dev.enableCnt++;
+      const r = pciEnableDevice(dev);
+      if (r) return r;
+      pciSetMaster(dev);
+      if (pciAllocIrqVectors(mmio, dev, 1, 32, PCI_IRQ_MSIX) < 0) {
+        pciAllocIrqVectors(mmio, dev, 1, 1, PCI_IRQ_MSI);
+      }
       return 0;
     },
     remove(dev: PciDev) {
-      if (dev.enableCnt > 0) dev.enableCnt--;
+      pciFreeIrqVectors(mmio, dev);
+      pciDisableDevice(dev);
     },
   };
 }

@@ -31,7 +31,6 @@ export const PCI_D1 = 1;
 export const PCI_D2 = 2;
 export const PCI_D3hot = 3;
 export const PCI_D3cold = 4;
-export const PCI_UNKNOWN = 5;
 
 const PCI_PM_CAP_D1 = 0x0200;
 const PCI_PM_CAP_D2 = 0x0400;
@@ -47,7 +46,7 @@ const state = new WeakMap<PciDev, DevState>();
 function st(dev: PciDev): DevState {
   let s = state.get(dev);
   if (!s) {
-    // pci_pm_init leaves a device it found in D0 in D0; drivers' removal makes it unknown.
+    // The machine's functions are in D0 when the kernel first looks (pci_pm_init).
     s = { currentState: PCI_D0, isBusmaster: false, brokenIntxMasking: intxMaskBroken(dev) };
     state.set(dev, s);
   }
@@ -79,7 +78,7 @@ export function pciPmCap(dev: PciDev): number {
 }
 
 /** pci_is_enabled() */
-export function pciIsEnabled(dev: PciDev): boolean {
+function pciIsEnabled(dev: PciDev): boolean {
   return dev.enableCnt > 0;
 }
 
@@ -178,11 +177,6 @@ export function pciDisableDevice(dev: PciDev): void {
   const cmd = dev.read16(R.PCI_COMMAND);
   if (cmd & R.PCI_COMMAND_MASTER) dev.write16(R.PCI_COMMAND, cmd & ~R.PCI_COMMAND_MASTER);
   st(dev).isBusmaster = false;
-}
-
-/** A driver let go of the device (pci_device_remove): its power state is unknown again. */
-export function pciForgetPowerState(dev: PciDev): void {
-  st(dev).currentState = PCI_UNKNOWN;
 }
 
 /**

@@ -11,16 +11,13 @@ import type { PciMmio } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
 import * as R from "../../uapi/pci_regs.js";
 import { pciFindCapability } from "./capability.js";
-import { pciIntx } from "./enable.js";
+import { PCI_D0, pciCurrentState, pciIntx } from "./enable.js";
 import type { PciDev } from "./pci.js";
 import { pciResourceFlags, pciResourceStart } from "./resource.js";
 
 /** PCI_IRQ_* of pci_alloc_irq_vectors() */
 export const PCI_IRQ_MSI = 1 << 1;
 export const PCI_IRQ_MSIX = 1 << 2;
-
-/** kernel-internal ENOTSUPP */
-const ENOTSUPP = -524;
 
 interface MsiState {
   /** Linux IRQ of vector 0; vectors are consecutive. */
@@ -66,10 +63,6 @@ export function msiEnabled(dev: PciDev): boolean {
   return s.msi !== null || s.msix !== null;
 }
 
-export function msixEnabled(dev: PciDev): boolean {
-  return st(dev).msix !== null;
-}
-
 /** pci_dev->msi_cap / msix_cap */
 export function pciMsiCap(dev: PciDev): number {
   return pciFindCapability(dev, R.PCI_CAP_ID_MSI);
@@ -79,14 +72,14 @@ export function pciMsixCap(dev: PciDev): number {
 }
 
 /** pci_msi_vec_count() */
-export function pciMsiVecCount(dev: PciDev): number {
+function pciMsiVecCount(dev: PciDev): number {
   const cap = pciMsiCap(dev);
   if (!cap) return err("EINVAL");
   return 1 << ((dev.read16(cap + R.PCI_MSI_FLAGS) & R.PCI_MSI_FLAGS_QMASK) >> 1);
 }
 
 /** pci_msix_vec_count() */
-export function pciMsixVecCount(dev: PciDev): number {
+function pciMsixVecCount(dev: PciDev): number {
   const cap = pciMsixCap(dev);
   if (!cap) return err("EINVAL");
   return (dev.read16(cap + R.PCI_MSIX_FLAGS) & R.PCI_MSIX_FLAGS_QSIZE) + 1;
@@ -189,10 +182,10 @@ export function pciAllocIrqVectors(
   minVecs: number,
   maxVecs: number,
   flags: number,
-  d0: boolean,
 ): number {
   let nvecs = err("ENOSPC");
   const s = st(dev);
+  const d0 = pciCurrentState(dev) === PCI_D0;
   if (flags & PCI_IRQ_MSIX) {
     // __pci_enable_msix_range()
     if (maxVecs < minVecs) nvecs = err("ERANGE");
@@ -254,7 +247,7 @@ export function pciIrqVector(dev: PciDev, nr: number, intxIrq: number): number {
 /** pci_msix_alloc_irq_at(): one more vector at table entry `index`. */
 export function pciMsixAllocIrqAt(dev: PciDev, index: number): number {
   const x = st(dev).msix;
-  if (!x || !pciMsixCanAllocDyn(dev)) return ENOTSUPP;
+  if (!x || !pciMsixCanAllocDyn(dev)) return err("ENOTSUPP");
   if (index >= x.tsize) return err("E2BIG");
   if (x.irqs.has(index)) return err("EBUSY");
   const irq = nextIrq++;

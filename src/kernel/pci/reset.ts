@@ -2,11 +2,11 @@
  * Function and bus reset, drivers/pci/pci.c (Linux 6.12), with the device-specific methods
  * of quirks.c pci_dev_reset_methods[]:
  *
- * - pci_init_reset_methods() (from pci_device_add; the model runs it on the first question,
- *   seeing the bus as it was when the device was added): each method of pci_reset_fn_methods[] in order
+ * - pci_init_reset_methods(): each method of pci_reset_fn_methods[] in order
  *   (device_specific, acpi, flr, af_flr, pm, bus, cxl_bus) is probed; those answering 0
- *   are kept, -ENOTTY skips one, any other error stops the list. sysfs `reset_method`
- *   shows and reorders them (reset_method_store).
+ *   are kept, -ENOTTY skips one, any other error stops the list. Linux probes from
+ *   pci_device_add(); the model probes on the first question, seeing the bus as it was
+ *   when the device was added. sysfs `reset_method` shows and reorders them.
  * - __pci_reset_function_locked(): the first method that does not answer -ENOTTY decides.
  * - pci_try_reset_function(): save the state (pci_save_state: the 16 header dwords, the
  *   PCIe capability's control registers, PCI-X command), disable the function (Command =

@@ -244,6 +244,17 @@ function allowSoftwareWrites(cs: ConfigSpace): void {
   }
   for (const [id, at] of walkCaps(cs)) {
     if (id === R.PCI_CAP_ID_PM) cs.allow(at + R.PCI_PM_CTRL, 2, 0x8103);
+    if (id === R.PCI_CAP_ID_MSI) {
+      // Flags: enable and multiple-message enable; then address (64-bit when bit 7), data, mask.
+      const flags = cs.read(at + 2, 2);
+      cs.allow(at + 2, 2, 0x0071);
+      const is64 = (flags & 0x80) !== 0;
+      cs.allow(at + 4, 4, 0xfffffffc);
+      if (is64) cs.allow(at + 8, 4, 0xffffffff);
+      cs.allow(at + (is64 ? 12 : 8), 2, 0xffff);
+      if (flags & 0x100) cs.allow(at + (is64 ? 16 : 12), 4, 0xffffffff);
+    }
+    if (id === R.PCI_CAP_ID_MSIX) cs.allow(at + 2, 2, 0xc000); // enable, function mask
     if (id === R.PCI_CAP_ID_EXP) {
       cs.allow(at + R.PCI_EXP_DEVCTL, 2, 0xffff);
       cs.allow(at + R.PCI_EXP_DEVCTL2, 2, 0xffff);

@@ -40,6 +40,8 @@ export interface ResetInfo {
   source: "sysfs" | "derived" | "unknown";
   /** The real kernel's reset_method, when the input is a snapshot that holds it. */
   observed?: string[];
+  /** What the rules of drivers/pci/pci.c give from config-space facts (a cross-check). */
+  derived: string[] | null;
   why: string[];
   /** A secondary bus reset (or VFIO hot reset) of the bridge above resets all of these too. */
   busScope?: { bridge: string; alsoResets: string[] };
@@ -203,12 +205,22 @@ export async function analyzeHost(
       (o) => o !== bdf && busOf(o) === busOf(bdf) && parent.get(o) === p && devfn(o) < devfn(bdf),
     );
     const sysfsMethods = sys.text(dev(bdf, "reset_method"));
+    const d = capsKnown
+      ? deriveResetMethods({
+          bdf,
+          facts: f,
+          parentBridge: p,
+          earlierOnBus: earlier,
+          parentCxl: p ? !!facts.get(p)?.hasCxlPortDvsec : false,
+        })
+      : null;
     let reset: ResetInfo;
-    if (!capsKnown) {
+    if (!d) {
       reset = {
         methods: null,
         source: "unknown",
         why: ["capabilities not captured"],
+        derived: null,
         sharesBusWith: [],
       };
     } else if (modelResets) {
@@ -221,19 +233,13 @@ export async function analyzeHost(
           "pm dropped: the lspci text shows no Power Management capability, but the model's machine lays one out for every declared function",
         );
       }
-      reset = { methods, source: "sysfs", why, sharesBusWith: [] };
+      reset = { methods, source: "sysfs", why, derived: d.methods, sharesBusWith: [] };
     } else {
-      const d = deriveResetMethods({
-        bdf,
-        facts: f,
-        parentBridge: p,
-        earlierOnBus: earlier,
-        parentCxl: p ? !!facts.get(p)?.hasCxlPortDvsec : false,
-      });
       reset = {
         methods: d.methods,
         source: "derived",
         why: [...d.why, ...d.unknowable],
+        derived: d.methods,
         sharesBusWith: [],
       };
     }

@@ -76,7 +76,7 @@ export function planPassthrough(a: Analysis, selectors: string[]): Plan {
     const extra = g.devices.filter((b) => pass.includes(b) && !picked.some((p) => p.bdf === b));
     if (extra.length)
       notes.push(
-        `group ${g.id} also holds ${extra.map(short).join(", ")}: they go to the guest too (${g.reason.replace(/0000:/g, "")})`,
+        `group ${g.id} also holds ${extra.map(short).join(", ")}: ${extra.length === 1 ? "it goes" : "they go"} to the guest too (${g.reason.replace(/0000:/g, "")})`,
       );
     if (!g.claimable)
       problems.push(

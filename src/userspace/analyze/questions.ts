@@ -175,6 +175,8 @@ function reset(a: Analysis, t: DeviceInfo): Answer {
     else lines.push(`${short(d.bdf)}: ${m.join(", ")} (${src})`);
     if (d.reset.observed && m !== null && d.reset.observed.join() !== m.join())
       lines.push(`  the real kernel listed: ${d.reset.observed.join(", ") || "nothing"}`);
+    if (d.reset.source === "sysfs" && d.reset.derived && m && d.reset.derived.join() !== m.join())
+      lines.push(`  the config-space rules give: ${d.reset.derived.join(", ") || "nothing"}`);
     const busFails = !!m?.includes("bus") && d.reset.sharesBusWith.length > 0;
     if (busFails)
       lines.push(

@@ -31,13 +31,7 @@ import {
 import { eventfdSignal, isEventFd, type EventFd } from "../../core/eventfd.js";
 import type { File } from "../../core/file.js";
 import type { Task } from "../../core/task.js";
-import {
-  pciCheckAndSetIntxMask,
-  pciCurrentState,
-  PCI_D0,
-  pciIntx,
-  pciIrq,
-} from "../../pci/enable.js";
+import { pciCheckAndSetIntxMask, pciIntx, pciIrq } from "../../pci/enable.js";
 import {
   PCI_IRQ_MSI,
   PCI_IRQ_MSIX,
@@ -66,7 +60,7 @@ export interface VfioPciIrqCtx {
 }
 
 /** eventfd_ctx_fdget(): EBADF for no file, EINVAL for a file that is not an eventfd. */
-export function eventfdCtxFdget(task: Task, fd: number): File<EventFd> | number {
+function eventfdCtxFdget(task: Task, fd: number): File<EventFd> | number {
   const f = fd < 0 ? undefined : task.files.get(fd);
   if (!f) return err("EBADF");
   if (!isEventFd(f)) return err("EINVAL");
@@ -198,14 +192,7 @@ function intxDisable(vdev: VfioPciCoreDevice): void {
 function msiEnable(vdev: VfioPciCoreDevice, nvec: number, msix: boolean): number {
   if (!isIrqNone(vdev)) return err("EINVAL");
   const cmd = vfioPciMemoryLockAndEnable(vdev);
-  const ret = pciAllocIrqVectors(
-    vdev.hw,
-    vdev.pdev,
-    1,
-    nvec,
-    msix ? PCI_IRQ_MSIX : PCI_IRQ_MSI,
-    pciCurrentState(vdev.pdev) === PCI_D0,
-  );
+  const ret = pciAllocIrqVectors(vdev.hw, vdev.pdev, 1, nvec, msix ? PCI_IRQ_MSIX : PCI_IRQ_MSI);
   if (ret < nvec) {
     if (ret > 0) pciFreeIrqVectors(vdev.hw, vdev.pdev);
     vfioPciMemoryUnlockAndRestore(vdev, cmd);
