@@ -2,12 +2,20 @@
  * `npm run bench`: speed targets as ratios measured in one run (tinybench).
  * - IOMMU group derivation (host build + enumeration + grouping) at 1k and 10k functions;
  *   target: 10k/1k time ratio ≤ 12 (near-linear).
+ * - IOMMU translation with a warm and a cold IOTLB; type1 map+unmap amid 10^3 and 10^6
+ *   live mappings (target ratio ≤ 2) and memory per mapping; ioctl codec + dispatch
+ *   (target ≥ 10^6 calls/s) (uapi.ts); the analyzer's wall time against `node -e 0`
+ *   (analyzer.ts).
+ * `--only groups,spapr,translate,type1,ioctl,analyzer` runs some of them.
  * Prints a table, and the same as JSON with --json.
  */
 import { Bench } from "tinybench";
 import { buildHost } from "../src/host/build.js";
 import { analyzeGroups } from "../src/userspace/analyze/groups.js";
+import { analyzerStartup } from "./analyzer.js";
+import { spaprTceThroughput } from "./spapr.js";
 import { syntheticHost } from "./topology.js";
+import { ioctlRate, iommuTranslation, type1Scaling } from "./uapi.js";
 
 interface Figure {
   name: string;
@@ -64,7 +72,18 @@ async function groupDerivation(): Promise<Figure[]> {
   ];
 }
 
-const figures = [...(await groupDerivation())];
+const BENCHES: [string, () => Promise<Figure[]> | Figure[]][] = [
+  ["groups", groupDerivation],
+  ["spapr", spaprTceThroughput],
+  ["translate", iommuTranslation],
+  ["type1", type1Scaling],
+  ["ioctl", ioctlRate],
+  ["analyzer", () => analyzerStartup()],
+];
+const only = process.argv[process.argv.indexOf("--only") + 1]?.split(",");
+const figures: Figure[] = [];
+for (const [name, bench] of BENCHES)
+  if (!process.argv.includes("--only") || only?.includes(name)) figures.push(...(await bench()));
 if (process.argv.includes("--json")) {
   process.stdout.write(JSON.stringify({ figures }, null, 2) + "\n");
 } else {

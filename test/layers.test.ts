@@ -31,8 +31,24 @@ const RULES: Record<string, (target: string) => boolean> = {
     t.startsWith("uapi/") ||
     t.startsWith("host/") ||
     t === "kernel/kernel",
+  // The web explorer: library code only, never the CLI (it runs in a browser).
+  web: (t) =>
+    t.startsWith("web/") ||
+    t.startsWith("userspace/") ||
+    t.startsWith("host/") ||
+    t.startsWith("uapi/") ||
+    t === "kernel/kernel",
+  // The real-kernel oracle's host side: runs scripts in QEMU and diffs them with the model.
+  oracle: (t) =>
+    t.startsWith("oracle/") ||
+    t.startsWith("userspace/") ||
+    t.startsWith("host/") ||
+    t.startsWith("uapi/") ||
+    t === "kernel/kernel",
   cli: (t) =>
     t.startsWith("cli/") ||
+    t.startsWith("oracle/") ||
+    t.startsWith("web/") ||
     t.startsWith("userspace/") ||
     t.startsWith("host/") ||
     t.startsWith("uapi/") ||
@@ -68,4 +84,5 @@ test("the check itself catches a kernel module reaching into machine internals",
   assert.equal(RULES.userspace?.("kernel/iommu/iommu"), false);
   assert.equal(RULES.machine?.("kernel/kernel"), false);
   assert.equal(RULES.host?.("kernel/kernel"), false);
+  assert.equal(RULES.web?.("cli/output"), false);
 });

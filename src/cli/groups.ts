@@ -6,6 +6,7 @@
 import { loadHost } from "../host/load.js";
 import { analyzeGroups, type GroupRow, type GroupsReport } from "../userspace/analyze/groups.js";
 import { className } from "../userspace/analyze/pci-class.js";
+import { explainChain, explainDevice } from "../userspace/analyze/explain.js";
 import type { DeviceTrace, Kernel } from "../kernel/kernel.js";
 import {
   bold,
@@ -32,12 +33,10 @@ export async function groupsCommand(input: string, opts: GroupsOptions): Promise
   if (opts.acsOverride !== undefined) return overrideWhatIf(host, report, opts);
   if (opts.explain) {
     const bdf = fullBdf(opts.explain);
-    const trace = kernel.debug.trace(bdf);
-    if (!trace) throw new UsageError(`--explain: no PCI function ${bdf} on ${host.name}`);
-    if (opts.json) {
-      const members = groupMembers(report, trace.group);
-      printJson({ device: bdf, ...trace, groupDevices: members, chain: chain(kernel, trace) });
-    } else printExplain(kernel, report, trace);
+    const explained = explainDevice(kernel, report, bdf);
+    if (!explained) throw new UsageError(`--explain: no PCI function ${bdf} on ${host.name}`);
+    if (opts.json) printJson(explained);
+    else printExplain(kernel, report, explained);
     return EXIT_OK;
   }
   if (opts.json) printJson(jsonReport(report));
@@ -156,24 +155,10 @@ function printExplain(kernel: Kernel, r: GroupsReport, t: DeviceTrace): void {
     out.push("  (no alias, no bridge above failing ACS, no non-isolated sibling)");
   const how = (x: DeviceTrace) => (x.founded ? "founded the group" : "joined it");
   out.push("", `${bold("Decided")}: ${t.dev} ${how(t)}: [${t.decided.code}] ${t.decided.text}`);
-  for (const link of chain(kernel, t)) {
+  for (const link of explainChain(kernel, t)) {
     out.push(`  ${link.dev} ${how(link)}: [${link.decided.code}] ${link.decided.text}`);
   }
   process.stdout.write(out.join("\n") + "\n");
-}
-
-/** The devices whose groups a device joined, back to the one that founded the group. */
-function chain(kernel: Kernel, t: DeviceTrace): DeviceTrace[] {
-  const out: DeviceTrace[] = [];
-  const seen = new Set([t.dev]);
-  for (let cur = t; !cur.founded && cur.decided.other && !seen.has(cur.decided.other);) {
-    const next = kernel.debug.trace(cur.decided.other);
-    if (!next || next.group !== t.group) break;
-    seen.add(next.dev);
-    out.push(next);
-    cur = next;
-  }
-  return out;
 }
 
 async function overrideWhatIf(

@@ -6,11 +6,15 @@
 import { Command, CommanderError, Option } from "commander";
 import { builtinHosts } from "../host/load.js";
 import { analyzeCommand } from "./analyze.js";
+import { checkCommand } from "./check.js";
+import { graphCommand } from "./graph.js";
 import { groupsCommand } from "./groups.js";
 import { planCommand } from "./plan.js";
 import { snapshotCommand } from "./snapshot.js";
 import { replayCommand } from "./replay.js";
 import { runCommand } from "./run.js";
+import { serveCommand } from "./serve.js";
+import { registerOracle } from "./oracle.js";
 import { EXIT_OK, EXIT_USAGE, reportError, setColour } from "./output.js";
 
 export async function main(argv: string[]): Promise<number> {
@@ -107,6 +111,42 @@ export async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output")
     .action(async (file: string, opts: { json?: boolean }) => {
       code = await runCommand(file, opts);
+    });
+
+  registerOracle(program, (c) => {
+    code = c;
+  });
+
+  program
+    .command("check")
+    .description(
+      "run a scenario with the model's invariants checked after every step (exit 1 on a violation)",
+    )
+    .argument("<scenario>", "scenario file")
+    .option("--json", "machine-readable output")
+    .action(async (file: string, opts: { json?: boolean }) => {
+      code = await checkCommand(file, opts);
+    });
+
+  program
+    .command("graph")
+    .description("the PCI topology and IOMMU groups of a host as an SVG picture")
+    .argument("<input>", "host to draw")
+    .option("--svg <file>", "write the SVG here ('-' for standard output, the default)")
+    .action(async (input: string, opts: { svg?: string }) => {
+      code = await graphCommand(input, opts);
+    });
+
+  program
+    .command("serve")
+    .description(
+      "the visual explorer in your browser: topology, explanations, plans, scenarios (local only)",
+    )
+    .argument("[input]", "host to open first (it is analysed in the browser)")
+    .option("--port <n>", "port to listen on (0: any free port)", "8737")
+    .option("--host <addr>", "address to bind", "127.0.0.1")
+    .action(async (input: string | undefined, opts: { port: string; host: string }) => {
+      code = await serveCommand(input, opts);
     });
 
   program

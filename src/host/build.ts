@@ -5,7 +5,9 @@
  * rejects what no real fabric can be: duplicate addresses, a bus claimed by two bridges,
  * bus-number cycles. Observed kernel state (drivers, groups) is kept beside the machine.
  */
+import { LoopbackNic } from "../machine/devices/nic.js";
 import { Machine } from "../machine/machine.js";
+import { PowerNvMachine } from "../machine/powerpc/machine.js";
 import { buildConfigSpace, rawConfigSpace } from "../machine/pci/builder.js";
 import type { ConfigSpace } from "../machine/pci/config-space.js";
 import type { PciFunction, PhysBus } from "../machine/pci/fabric.js";
@@ -112,7 +114,7 @@ export function buildHost(spec: HostSpec, source: string): Host {
     }
   }
 
-  const machine = new Machine(spec.name);
+  const machine = spec.platform?.arch === "powernv" ? powernvMachine(spec) : new Machine(spec.name);
   const vmdDomains = new Map<number, Flat>();
   for (const f of flat) {
     if (f.spec.vmd) vmdDomains.set(f.spec.vmd.domain, f);
@@ -192,6 +194,13 @@ export function buildHost(spec: HostSpec, source: string): Host {
   }
 
   machine.attachKnownModels();
+  for (const [bdf, model] of Object.entries(spec.platform?.models ?? {})) {
+    const p = parseBdf(bdf);
+    if (!p || !machine.pci.fn(p.domain, p.bus, p.devfn))
+      fail(`no function at ${bdf} for the ${model} model`, `platform.models`);
+    const at = p as { domain: number; bus: number; devfn: number };
+    machine.attachModel(at.domain, at.bus, at.devfn, (port) => new LoopbackNic(port));
+  }
   const observed = new Map<string, Observed>();
   for (const f of flat) {
     if (f.spec.driver !== undefined || f.spec.group !== undefined) {
@@ -372,4 +381,27 @@ function allowBarSizing(
     cs.allow(bridge ? R.PCI_ROM_ADDRESS1 : R.PCI_ROM_ADDRESS, 4, mask >>> 0);
   }
   return cs;
+}
+
+/**
+ * A PowerNV machine from the platform section: one PHB per described domain. A PHB's
+ * reserved PE defaults to the last (skiboot's PHB3/PHB4), its TCE sizes to the hardware's
+ * (PHB3: 4K, 64K, 16M, 256M; PHB4: 4K, 64K, 2M, 1G, skiboot's "default P9 PHB4 page sizes").
+ */
+function powernvMachine(spec: HostSpec): PowerNvMachine {
+  const pf = spec.platform as NonNullable<HostSpec["platform"]>;
+  return new PowerNvMachine(
+    spec.name,
+    pf.phbs.map((p) => ({
+      index: p.index,
+      model: p.model,
+      numPes: p.numPes,
+      reservedPe: p.reservedPe ?? p.numPes - 1,
+      m32PciBase: p.m32PciBase,
+      m32Size: p.m32Size,
+      tceSizes: p.tceSizes ?? (p.model === "phb3" ? [12, 16, 24, 28] : [12, 16, 21, 30]),
+      tceSizesFromDt: p.tceSizes !== undefined,
+      cpu: pf.cpu,
+    })),
+  );
 }

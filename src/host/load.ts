@@ -45,11 +45,15 @@ export async function loadHost(input: string): Promise<Host & { kind: InputKind 
     const fs = await readSnapshot(input);
     return { ...buildHost(snapshotToSpec(fs, input), input), kind: "snapshot" };
   }
-  const text = readFileSync(input, "utf8");
+  return hostFromText(readFileSync(input, "utf8"), input);
+}
+
+/** A host from text input (YAML/JSON, lspci -vvnn, lspci -x dump); no file system needed. */
+export function hostFromText(text: string, file: string): Host & { kind: InputKind } {
   const kind = sniff(text);
-  if (kind === "yaml") return { ...fromYaml(text, input), kind };
-  const spec = kind === "lspci" ? parseLspci(text, input) : parseHexdump(text, input);
-  const host = buildHost(spec, input);
+  if (kind === "yaml") return { ...fromYaml(text, file), kind };
+  const spec = kind === "lspci" ? parseLspci(text, file) : parseHexdump(text, file);
+  const host = buildHost(spec, file);
   if (!spec.functions.some((f) => f.group !== undefined)) {
     host.assumptions.push(
       "The input does not show the kernel's IOMMU groups, so whether an IOMMU was on is unknown: " +

@@ -238,6 +238,10 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
       cmdline: fs.text("proc/cmdline") ?? "",
       release: fs.text("proc/sys/kernel/osrelease"),
       drivers: fs.list("sys/bus/pci/drivers"),
+      modules: fs.list("sys/module"),
+      devnodes: ["dev/iommu", "dev/vfio/vfio", "dev/kvm"]
+        .filter((p) => fs.entries.has(p))
+        .map((p) => `/${p}`),
     },
     iommu,
     unprivileged,

@@ -187,7 +187,34 @@ const iommuSpec = z.strictObject({
   devices: z.array(z.string().regex(BDF_RE, "expected a PCI address dddd:bb:dd.f")).optional(),
 });
 
+/**
+ * The platform when it is not an x86 PC: `arch: powernv` is a bare-metal IBM POWER machine
+ * under OPAL firmware, whose PCI domains are PHBs (machine/powerpc/phb.ts). A PHB's fields
+ * are what its device-tree node says: ibm,opal-num-pes, ibm,opal-reserved-pe, the M32
+ * window (its PCI address is where the 32-bit DMA window ends), ibm,supported-tce-sizes
+ * (omitted: the node has no such property). `models` attaches model-only devices by address.
+ */
+const platformSpec = z.strictObject({
+  arch: z.enum(["x86", "powernv"]).default("x86"),
+  cpu: z.enum(["power8", "power9"]).default("power9"),
+  phbs: z
+    .array(
+      z.strictObject({
+        index: z.number().int().min(0).max(0xffff),
+        model: z.enum(["phb3", "phb4"]).default("phb4"),
+        numPes: z.number().int().min(2).max(4096).default(512),
+        reservedPe: z.number().int().min(0).max(4095).optional(),
+        m32PciBase: hexOrInt("an M32 PCI address", 0xffffffff).default(0x80000000),
+        m32Size: hexOrInt("an M32 size", 0xffffffff).default(0x80000000),
+        tceSizes: z.array(z.number().int().min(12).max(40)).optional(),
+      }),
+    )
+    .default([]),
+  models: z.record(z.string(), z.enum(["loopback-nic"])).default({}),
+});
+
 export const hostSpecSchema = z.strictObject({
+  platform: platformSpec.optional(),
   name: z.string().default("host"),
   description: z.string().optional(),
   kernel: z
@@ -196,6 +223,10 @@ export const hostSpecSchema = z.strictObject({
       release: z.string().optional(),
       /** PCI drivers of the kernel build (sys/bus/pci/drivers). */
       drivers: z.array(z.string()).optional(),
+      /** Modules with parameters (sys/module), built in or loaded: vfio_iommu_type1, iommufd... */
+      modules: z.array(z.string()).optional(),
+      /** Device nodes present ("/dev/iommu", "/dev/vfio/vfio", "/dev/kvm"). */
+      devnodes: z.array(z.string()).optional(),
     })
     .default({ cmdline: "" }),
   iommu: z.array(iommuSpec).default([]),
@@ -207,3 +238,4 @@ export const hostSpecSchema = z.strictObject({
 export type HostSpec = z.infer<typeof hostSpecSchema>;
 export type IommuSpec = z.infer<typeof iommuSpec>;
 export type BarSpec = z.infer<typeof barSpec>;
+export type PlatformSpec = z.infer<typeof platformSpec>;

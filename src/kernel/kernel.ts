@@ -9,36 +9,66 @@
  *
  * The kernel is also where processes live: `spawn` gives a task and its syscall surface.
  * `debug` is the model's debugfs: read-only introspection (groups and the reasons that
- * formed them) for tools that explain what the kernel did.
+ * formed them) for tools that explain what the kernel did, and the object counts,
+ * ownership, translations and KVM registrations invariant checkers compare
+ * (userspace/check/invariants.ts). `faultInject` is fail-nth (core/fault_inject.ts).
  */
-import type { Hardware } from "../machine/hw.js";
+import type { GuestInsn, Hardware } from "../machine/hw.js";
 import { parseCmdline, type BootParams } from "./cmdline.js";
+import type { FaultInject } from "./core/fault_inject.js";
+import { File, FileCount } from "./core/file.js";
 import { PageAllocator } from "./core/page_alloc.js";
+import type { PpcHcallRecord, PpcKvmRun, PpcTceEra } from "./kvm/book3s_hv.js";
+import { PowerPlatform } from "./powerpc/setup.js";
 import { TaskSyscalls } from "./core/syscalls.js";
 import { Task, type TaskOptions } from "./core/task.js";
 import { Vfs } from "./core/vfs.js";
 import { AmdIommuDriver } from "./iommu/amd.js";
-import { IOMMU_DOMAIN_DMA, IOMMU_DOMAIN_DMA_FQ, IOMMU_DOMAIN_IDENTITY } from "./iommu/domain.js";
+import {
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_DMA,
+  IOMMU_DOMAIN_DMA_FQ,
+  IOMMU_DOMAIN_IDENTITY,
+  iommuIovaToPhys,
+  type IommuDomain,
+} from "./iommu/domain.js";
 import { IntelIommuDriver } from "./iommu/intel.js";
-import { IommuSubsystem, type DeviceTrace, type GroupEdge } from "./iommu/iommu.js";
+import {
+  IommuSubsystem,
+  type DeviceTrace,
+  type GroupEdge,
+  type IommuGroup,
+} from "./iommu/iommu.js";
 import { IommuSysfs } from "./iommu/sysfs.js";
 import { KvmSubsystem, type KvmVmInfo } from "./kvm/kvm_main.js";
-import { DEFAULT_PROFILE, PROFILES, type ProfileName } from "./kvm/profile.js";
+import type { KvmRun } from "./kvm/vcpu.js";
+import { DEFAULT_PROFILE, PROFILES, type KvmProfile, type ProfileName } from "./kvm/profile.js";
 import { PciDriverCore } from "./pci/driver.js";
 import { deviceDriver, pcieport, pciStub } from "./pci/drivers.js";
 import { sriovEnable } from "./pci/iov.js";
 import type { PciDev } from "./pci/pci.js";
 import { PciSubsystem } from "./pci/probe.js";
 import { PciSysfs } from "./pci/sysfs.js";
+import type { VfioContainer } from "./vfio/container.js";
 import { vfioPciDriver } from "./vfio/pci/vfio_pci.js";
 import { vfioIommuType1 } from "./vfio/vfio_iommu_type1.js";
 import { Vfio } from "./vfio/vfio_main.js";
+import { VfioCdev } from "./vfio/device_cdev.js";
+import { IommufdSubsystem } from "./iommufd/main.js";
+import { BUILDS, DEFAULT_BUILD, type BuildConfig, type KernelBuild } from "./kconfig.js";
+import { VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU } from "../uapi/vfio.js";
+import { processInfo, vfioInfo, type ProcessInfo, type VfioInfo } from "./introspect.js";
 
 export type { DeviceTrace, GroupEdge, ReasonCode } from "./iommu/iommu.js";
 export type { AcsVerdict } from "./pci/acs.js";
 export type { KvmVmInfo } from "./kvm/kvm_main.js";
 export type { ProfileName } from "./kvm/profile.js";
+export type { BuildConfig, KernelBuild } from "./kconfig.js";
 export type { TaskOptions } from "./core/task.js";
+export type { GuestInsn } from "../machine/hw.js";
+export type { KvmRun } from "./kvm/vcpu.js";
+export type { FaultInject, FaultSite, InjectedFault } from "./core/fault_inject.js";
+export type { FdInfo, ProcessInfo, VfioInfo } from "./introspect.js";
 
 export interface GroupInfo {
   id: number;
@@ -57,6 +87,69 @@ export interface BootOptions {
   sriov?: Map<string, number>;
   /** The kernel era whose behaviour changed-over-time objects follow (kvm/profile.ts). */
   profile?: ProfileName;
+  /**
+   * POWER only: whose TCE hypercall path KVM follows, "6.12" (virtual mode, then
+   * userspace) or "5.18" (real mode first; retired in 5.19).
+   */
+  ppcTceEra?: PpcTceEra;
+  /** The kernel build (kconfig.ts): legacy VFIO container + type1, or iommufd + cdev. */
+  build?: KernelBuild;
+}
+
+/** Kernel objects alive now (debug.objects): what a leak check compares with the boot baseline. */
+export interface ObjectCounts {
+  /** Page-allocator frames in use (user pages, IOMMU page tables). */
+  frames: number;
+  /** Open file descriptions (installed at least once, not yet released). */
+  files: number;
+  /** VFIO containers not yet freed. */
+  containers: number;
+  /** KVM VMs not yet destroyed. */
+  vms: number;
+  /** VFIO devices open (sum of open counts) and VFIO groups with an open file. */
+  vfioDevicesOpen: number;
+  vfioGroupsOpen: number;
+}
+
+/** One IOMMU group's DMA ownership as iommu.c and VFIO record it (debug.ownership). */
+export interface GroupOwnership {
+  id: number;
+  /** Members with the driver bound to each, and whether that driver uses the DMA API. */
+  devices: { name: string; driver: string | null; dmaApi: boolean }[];
+  /** group->owner_cnt */
+  ownerCnt: number;
+  /** group->owner: null, the VFIO group of this IOMMU group, or something else. */
+  owner: null | "vfio-group" | "other";
+  /** Which of its domains the group is attached to. */
+  domain: "default" | "blocking" | "user" | "none";
+  /** For a "user" domain: whether the owning container's backend holds that domain. */
+  domainOfOwner: boolean | null;
+  /** The VFIO group's container (debug id), and every container listing the VFIO group. */
+  container: number | null;
+  listedBy: number[];
+  /** The VFIO group's open file and its container users (0 without a VFIO group). */
+  vfioGroupOpen: boolean;
+  containerUsers: number;
+}
+
+/** Where a device's DMA to one IOVA may land, by the domain its group is attached to. */
+export interface DmaTarget {
+  group: number | null;
+  domain: "identity" | "blocked" | "paging" | "none";
+  /** The physical address the domain maps the IOVA to; null when nothing is mapped. */
+  phys: bigint | null;
+}
+
+/** kvm-vfio's registration against what its entries say now, per VM (debug.kvmCoherency). */
+export interface KvmCoherency {
+  /** A debug id, unique for the kernel's life (names like "1-4" come back with fd numbers). */
+  id: number;
+  vm: string;
+  profile: ProfileName;
+  /** kvm->arch.noncoherent_dma_count */
+  registered: number;
+  /** Per kvm-vfio device: its flag and each entry's verdict under the profile, now. */
+  devices: { noncoherent: boolean; entries: { coherent: boolean; key: number }[] }[];
 }
 
 /** Drivers whose behaviour the model carries; any other name is an ordinary device driver. */
@@ -71,14 +164,29 @@ export class Kernel {
   readonly drivers: PciDriverCore;
   readonly vfio: Vfio;
   readonly kvm: KvmSubsystem;
+  /** POWER (PowerNV): PHBs and PEs, EEH, the sPAPR VFIO backend, HV KVM's TCE path. */
+  readonly powerpc: PowerPlatform | null;
+  /** What this kernel was built with (kconfig.ts). */
+  readonly build: BuildConfig;
+  /** iommufd (/dev/iommu), in a build with CONFIG_IOMMUFD. */
+  readonly iommufd: IommufdSubsystem | null;
+  /** The KVM era profile this kernel follows. */
+  readonly profile: KvmProfile;
+  /** Open files of every task (files_stat). */
+  private readonly fileCount = new FileCount();
+  private readonly ids = new WeakMap<object, number>();
+  private nextId = 1;
   private readonly pciSysfs: PciSysfs;
   private readonly iommuSysfs: IommuSysfs;
   private nextPid = 1;
+  private readonly tasks: Task[] = [];
 
   private constructor(
     readonly hw: Hardware,
     cmdline: string,
     profile: ProfileName,
+    build: KernelBuild = DEFAULT_BUILD,
+    ppcTceEra: PpcTceEra = "6.12",
   ) {
     this.params = parseCmdline(cmdline);
     const p = this.params;
@@ -95,6 +203,11 @@ export class Kernel {
     };
     this.pci = new PciSubsystem(hw, { acsRequested: units.length > 0, quirks, acs: p.acs });
     this.pages = new PageAllocator(hw.memory);
+    if (hw.pageShift) this.pages.setPageShift(hw.pageShift);
+    this.powerpc = hw.opal
+      ? new PowerPlatform(hw, this.pages, () => this.pci.devices, ppcTceEra)
+      : null;
+    if (this.powerpc && !p.iommuOff) units.push(...this.powerpc.units);
     const unitOf = (d: PciDev) => this.iommu.unitFor(d);
     const intel = new IntelIommuDriver(
       hw,
@@ -113,7 +226,11 @@ export class Kernel {
             : null
           : u.kind === "amd-vi"
             ? amd.ops
-            : null,
+            : u.kind === "spapr-tce"
+              ? (this.powerpc?.iommuOps ?? null)
+              : null,
+      deviceGroup: (u, dev, alloc) =>
+        u.kind === "spapr-tce" ? (this.powerpc?.deviceGroup(dev, alloc) ?? null) : undefined,
       defaultType:
         domainType === "identity"
           ? IOMMU_DOMAIN_IDENTITY
@@ -134,8 +251,33 @@ export class Kernel {
       },
     });
     this.vfio = new Vfio(this.vfs, this.iommu);
-    this.vfio.iommuDrivers.register(vfioIommuType1({ param: (n) => moduleParam(cmdline, n) }));
-    this.kvm = new KvmSubsystem(PROFILES[profile], this.vfio);
+    this.build = BUILDS[build];
+    // A ppc64 build has the sPAPR TCE backend and no type1 (drivers/vfio/Kconfig).
+    if (this.build.vfioContainer === "legacy" && this.powerpc)
+      this.vfio.iommuDrivers.register(this.powerpc.vfioBackend);
+    else if (this.build.vfioContainer === "legacy")
+      this.vfio.iommuDrivers.register(vfioIommuType1({ param: (n) => moduleParam(cmdline, n) }));
+    this.iommufd = this.build.iommufd
+      ? new IommufdSubsystem(this.iommu, {
+          thp: this.build.thp,
+          vfioContainer: this.build.vfioContainer === "iommufd",
+          vfioNoiommu: this.build.vfioNoiommu,
+          allowUnsafeInterrupts: /^[1yY]/.test(
+            moduleParam(cmdline, "iommufd.allow_unsafe_interrupts") ?? "",
+          ),
+        })
+      : null;
+    if (this.iommufd) {
+      this.vfs.devices.set("/dev/iommu", this.iommufd.iommuMisc);
+      this.vfio.iommufd = this.iommufd;
+      if (this.iommufd.vfioMisc) this.vfs.devices.set("/dev/vfio/vfio", this.iommufd.vfioMisc);
+      if (this.build.vfioDeviceCdev)
+        this.vfio.cdev = new VfioCdev(this.vfs, this.vfio, this.iommufd, (d) =>
+          this.pciSysfs.devicePath(d),
+        );
+    }
+    this.profile = PROFILES[profile];
+    this.kvm = new KvmSubsystem(this.profile, this.vfio, hw.cpu, this.powerpc?.kvm ?? null);
     this.vfs.devices.set("/dev/kvm", this.kvm.chardev);
     for (const u of units) this.iommuSysfs.addUnit(u);
     this.vfs.add("/proc/cmdline", { kind: "attr", show: () => `${cmdline}\n` });
@@ -143,7 +285,7 @@ export class Kernel {
 
   static boot(hw: Hardware, opts: BootOptions | string = {}): Kernel {
     const o: BootOptions = typeof opts === "string" ? { cmdline: opts } : opts;
-    const k = new Kernel(hw, o.cmdline ?? "", o.profile ?? DEFAULT_PROFILE);
+    const k = new Kernel(hw, o.cmdline ?? "", o.profile ?? DEFAULT_PROFILE, o.build, o.ppcTceEra);
     k.pci.enumerate();
     for (const dev of k.pci.devices) k.iommu.probeDevice(dev);
     for (const g of k.iommu.groups.values())
@@ -204,8 +346,179 @@ export class Kernel {
 
   /** A new process (root with every capability unless told otherwise) and its syscalls. */
   spawn(opts: TaskOptions = {}): TaskSyscalls {
-    return new TaskSyscalls(new Task(this.nextPid++, this.pages, opts), this.vfs);
+    const task = new Task(this.nextPid++, this.pages, opts, this.fileCount);
+    this.tasks.push(task);
+    const sys = new TaskSyscalls(task, this.vfs);
+    if (this.powerpc) sys.ioctlLayout = "powerpc";
+    return sys;
   }
+
+  /**
+   * A process exits (do_exit → exit_files, exit_mm): every fd closed in order, then its
+   * address space torn down. False when no process has that pid.
+   */
+  exit(pid: number): boolean {
+    const t = this.tasks.find((x) => x.pid === pid);
+    if (!t) return false;
+    t.exit();
+    return true;
+  }
+
+  /** Fail-nth fault injection for every fallible allocation of this kernel (fault_inject.ts). */
+  get faultInject(): FaultInject {
+    return this.pages.faults;
+  }
+
+  /** A stable small number for a kernel object, for debug output. */
+  private idOf(o: object): number {
+    let id = this.ids.get(o);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(o, id);
+    }
+    return id;
+  }
+
+  private liveContainers(): VfioContainer[] {
+    for (const c of this.vfio.containers) if (!c.live) this.vfio.containers.delete(c);
+    return [...this.vfio.containers];
+  }
+
+  private ownership(g: IommuGroup): GroupOwnership {
+    const vg = this.vfio.groupOf(g);
+    const c = vg?.container ?? null;
+    const domain: GroupOwnership["domain"] =
+      g.domain === null
+        ? "none"
+        : g.domain === g.defaultDomain
+          ? "default"
+          : g.domain === g.blockingDomain
+            ? "blocking"
+            : "user";
+    let domainOfOwner: boolean | null = null;
+    if (domain === "user") {
+      // The type1 backend's vfio_domain list (read structurally: debugfs, not an interface).
+      const doms = (c?.data as { domains?: { domain: IommuDomain }[] } | null)?.domains;
+      domainOfOwner = !!doms?.some((d) => d.domain === g.domain);
+    }
+    return {
+      id: g.id,
+      devices: g.devices.map((d) => {
+        const drv = this.drivers.driverOf(d);
+        return { name: d.name, driver: drv?.name ?? null, dmaApi: !!drv && !drv.driverManagedDma };
+      }),
+      ownerCnt: g.ownerCnt,
+      owner: g.owner === null ? null : vg && g.owner === vg ? "vfio-group" : "other",
+      domain,
+      domainOfOwner,
+      container: c ? this.idOf(c) : null,
+      listedBy: this.liveContainers()
+        .filter((x) => !!vg && x.groups.includes(vg))
+        .map((x) => this.idOf(x)),
+      vfioGroupOpen: !!vg?.openedFile,
+      containerUsers: vg?.containerUsers ?? 0,
+    };
+  }
+
+  /** Whether a kvm-vfio entry is coherent under this kernel's profile (kvm/vfio.ts COHERENCY). */
+  private entryCoherent(h: object): boolean {
+    switch (this.profile.kvmVfio.coherency) {
+      case "assume-noncoherent":
+        return false;
+      case "file":
+        return h instanceof File ? this.vfio.fileEnforcedCoherent(h) : true;
+      case "container": {
+        const c = (h as { container?: VfioContainer | null }).container;
+        if (!c?.driver) return false;
+        // vfio_external_check_extension(): type1 answers CHECK_EXTENSION without the task.
+        const task = this.tasks[0] as Task;
+        return c.driver.ioctl(c.data, task, VFIO_CHECK_EXTENSION, BigInt(VFIO_DMA_CC_IOMMU)) > 0;
+      }
+    }
+  }
+
+  /**
+   * Model-specific guest loading (kvm/vcpu.ts): give the vCPU behind `vcpufd` of `sys`'s
+   * process a program to run from its next KVM_RUN, on host CPU `cpu` (where the scheduler
+   * runs the vCPU thread); the struct kvm_run a VMM would mmap from that fd; what the
+   * guest's loads returned. -EBADF / undefined when the fd is not a vCPU.
+   */
+  /**
+   * Model-specific POWER guest hooks (kvm/book3s_hv.ts): the guest behind `vcpufd` will
+   * make hypercall `nr` with `args` (r4..) when next run; `run` is its struct kvm_run (what
+   * a VMM mmaps from the vCPU fd); `hcalls` what it made so far and where each was handled.
+   * -EBADF / undefined when the fd is not a vCPU of a POWER kernel.
+   */
+  readonly power = {
+    hcall: (sys: TaskSyscalls, vcpufd: number, nr: number, args: bigint[]): number => {
+      const f = sys.task.files.get(vcpufd);
+      const vcpu = f && this.kvm.vcpuOf(f);
+      if (!vcpu || !this.powerpc) return -9;
+      this.powerpc.kvm.queueHcall(vcpu, nr, args);
+      return 0;
+    },
+    run: (sys: TaskSyscalls, vcpufd: number): PpcKvmRun | undefined => {
+      const f = sys.task.files.get(vcpufd);
+      const vcpu = f && this.kvm.vcpuOf(f);
+      return vcpu && this.powerpc ? this.powerpc.kvm.vcpu(vcpu).run : undefined;
+    },
+    hcalls: (sys: TaskSyscalls, vcpufd: number): readonly PpcHcallRecord[] | undefined => {
+      const f = sys.task.files.get(vcpufd);
+      const vcpu = f && this.kvm.vcpuOf(f);
+      return vcpu && this.powerpc ? this.powerpc.kvm.vcpu(vcpu).done : undefined;
+    },
+    /** The PE of a device: number, PHB, EEH state bits, and the PHB's freeze log. */
+    pe: (bdf: string) => {
+      const dev = this.pci.get(bdf);
+      const pe = dev && this.powerpc?.pnv.peOf(dev);
+      if (!pe) return undefined;
+      const g = this.iommu.groupOf(dev);
+      return {
+        phb: pe.phb.desc.index,
+        pe: pe.number,
+        group: g?.id ?? null,
+        groupName: g ? (this.powerpc?.pnv.groupName(g) ?? null) : null,
+        eehState: pe.eehState,
+        tce32Size: pe.tableGroup.tce32Size,
+        pgsizes: pe.tableGroup.pgsizes,
+      };
+    },
+  };
+
+  readonly guest = {
+    load: (sys: TaskSyscalls, vcpufd: number, program: GuestInsn[], cpu?: number): number => {
+      const f = sys.task.files.get(vcpufd);
+      const vcpu = f && this.kvm.vcpuOf(f);
+      if (!vcpu) return -9;
+      const cpuOk = (c: number) => Number.isInteger(c) && c >= 0 && c < this.hw.cpu.count;
+      if (program.some((i) => i.op === "preempt" && !cpuOk(i.cpu))) return -22;
+      if (cpu !== undefined) {
+        if (!cpuOk(cpu)) return -22;
+        vcpu.threadCpu = cpu;
+      }
+      vcpu.load(program);
+      return 0;
+    },
+    run: (sys: TaskSyscalls, vcpufd: number): KvmRun | undefined => {
+      const f = sys.task.files.get(vcpufd);
+      return f ? this.kvm.vcpuOf(f)?.run : undefined;
+    },
+    reads: (sys: TaskSyscalls, vcpufd: number): { gpa: number; data: Uint8Array }[] => {
+      const f = sys.task.files.get(vcpufd);
+      return (f && this.kvm.vcpuOf(f)?.ctx?.reads) ?? [];
+    },
+    info: (sys: TaskSyscalls, vcpufd: number) => {
+      const f = sys.task.files.get(vcpufd);
+      const v = f && this.kvm.vcpuOf(f);
+      if (!v) return undefined;
+      return {
+        cpu: v.cpu,
+        wbinvdDirtyMask: [...v.arch.wbinvdDirtyMask].sort((a, b) => a - b),
+        stats: { ...v.stats, exits: { ...v.stats.exits } },
+        memtype: v.memoryType(),
+      };
+    },
+  };
 
   readonly debug = {
     groups: (): GroupInfo[] =>
@@ -220,6 +533,91 @@ export class Kernel {
     trace: (name: string): DeviceTrace | undefined => this.iommu.traces.get(name),
     device: (name: string): PciDev | undefined => this.pci.get(name),
     vms: (): KvmVmInfo[] => this.kvm.info(),
+    /** Every process spawned and its open files, with what each refers to. */
+    processes: (): ProcessInfo[] => processInfo(this.tasks, this.vfio),
+    /** VFIO containers and groups that open files lead to. */
+    vfio: (): VfioInfo => vfioInfo(this.tasks, this.vfio),
+    /** Live kernel objects, for leak checks against the count taken after boot. */
+    objects: (): ObjectCounts => {
+      let vfioDevicesOpen = 0;
+      let vfioGroupsOpen = 0;
+      for (const g of this.iommu.groups.values()) {
+        const vg = this.vfio.groupOf(g);
+        if (!vg) continue;
+        if (vg.openedFile) vfioGroupsOpen++;
+        for (const d of vg.devices) vfioDevicesOpen += d.openCount;
+      }
+      return {
+        frames: this.pages.inUse,
+        files: this.fileCount.live,
+        containers: this.liveContainers().length,
+        vms: this.kvm.liveVms().length,
+        vfioDevicesOpen,
+        vfioGroupsOpen,
+      };
+    },
+    /** Every task spawned: its pid, locked pages (mm->locked_vm) and open fds. */
+    tasks: (): {
+      pid: number;
+      lockedVm: number;
+      /** RLIMIT_MEMLOCK in pages (what locked_vm is compared with). */
+      memlockPages: number;
+      fds: number;
+      ipcLock: boolean;
+    }[] =>
+      this.tasks.map((t) => ({
+        pid: t.pid,
+        lockedVm: t.mm.lockedVm,
+        memlockPages: Number(t.rlimitMemlock / BigInt(this.pages.pageSize)),
+        fds: t.files.size,
+        ipcLock: t.capable("CAP_IPC_LOCK"),
+      })),
+    /** DMA ownership of every IOMMU group, with VFIO's view of it. */
+    ownership: (): GroupOwnership[] =>
+      [...this.iommu.groups.values()].sort((a, b) => a.id - b.id).map((g) => this.ownership(g)),
+    /** Live VFIO containers: debug id, the IOMMU groups in each, the backend set. */
+    containers: (): { id: number; groups: number[]; backend: string | null }[] =>
+      this.liveContainers().map((c) => ({
+        id: this.idOf(c),
+        groups: c.groups.map((g) => g.iommuGroupOrNull?.id ?? -1),
+        backend: c.driver?.name ?? null,
+      })),
+    /**
+     * Where DMA from device `bdf` to `iova` may land, by the domain its group is attached
+     * to now (iommu_iova_to_phys): what the IOMMU must enforce.
+     */
+    dmaTarget: (bdf: string, iova: bigint): DmaTarget | null => {
+      const dev = this.pci.get(bdf);
+      if (!dev) return null;
+      const g = this.iommu.groupOf(dev);
+      const d = g?.domain;
+      if (!g || !d) return { group: g?.id ?? null, domain: "none", phys: null };
+      if (d.type === IOMMU_DOMAIN_IDENTITY) return { group: g.id, domain: "identity", phys: iova };
+      if (d.type === IOMMU_DOMAIN_BLOCKED) return { group: g.id, domain: "blocked", phys: null };
+      const page = iova & ~0xfffn;
+      const pa = iommuIovaToPhys(d, page);
+      return { group: g.id, domain: "paging", phys: pa ? pa + (iova - page) : null };
+    },
+    /** Per VM, kvm-vfio's noncoherent registration and its entries' verdicts now. */
+    kvmCoherency: (): KvmCoherency[] =>
+      this.kvm.liveVms().map((kvm) => ({
+        id: this.idOf(kvm),
+        vm: kvm.name,
+        profile: this.profile.name,
+        registered: kvm.arch.noncoherentDmaCount,
+        devices: kvm.devices
+          .filter((d) => d.ops.name === "kvm-vfio")
+          .map((d) => {
+            const kv = d.priv as { entries: object[]; noncoherent: boolean };
+            return {
+              noncoherent: kv.noncoherent,
+              entries: kv.entries.map((h) => ({
+                coherent: this.entryCoherent(h),
+                key: this.idOf(h),
+              })),
+            };
+          }),
+      })),
   };
 }
 

@@ -99,7 +99,9 @@ export interface DmaTransaction {
   /** Every byte transferred. */
   ok: boolean;
   /** Why not: no request left the function (BME), a translation fault, or no RAM. */
-  error?: "bus-master-disabled" | "fault" | "unsupported-request";
+  error?: "bus-master-disabled" | "fault" | "unsupported-request" | "frozen";
+  /** POWER: the access that put the requester's PE into EEH error state. */
+  frozenCause?: string;
   pages: DmaPage[];
   /** Every page that reached memory snooped CPU caches. */
   snoop: boolean;
@@ -125,7 +127,27 @@ export function formatFn(domain: number, bus: number, devfn: number): string {
   return `${h(domain, 4)}:${h(bus, 2)}:${h(devfn >> 3, 2)}.${devfn & 7}`;
 }
 
+/**
+ * What a root complex that translates by itself answers for one page (a POWER PHB: its
+ * TVT and TCE tables, and EEH): `frozen` means the PE is in error state, so a write is
+ * dropped and a read returns all ones.
+ */
+export interface RootComplexPage {
+  pa: number | null;
+  frozen: boolean;
+  /** Set when this very access froze the PE. */
+  freezeCause?: string;
+  walkReads: number;
+}
+
 export class DmaEngine {
+  /**
+   * Consulted for a request no IOMMU unit's scope covers (POWER: the PHB of the segment);
+   * null answers "not mine" and the address goes to memory untranslated.
+   */
+  rootComplex:
+    | ((segment: number, rid: number, iova: bigint, write: boolean) => RootComplexPage | null)
+    | null = null;
   costs: CostTable = { ...DEFAULT_COSTS };
   coherency: CoherencyPort | null = null;
   readonly listeners: ((t: DmaTransaction) => void)[] = [];
@@ -260,7 +282,20 @@ export class DmaEngine {
         walkReads: 0,
       };
       let pa = Number(at);
-      if (route.unit) {
+      const rc = route.unit ? null : this.rootComplex?.(route.segment, route.rid, at, write);
+      if (rc) {
+        p.walkReads = rc.walkReads;
+        if (rc.pa !== null && !rc.frozen) pa = rc.pa;
+        else {
+          tx.error ??= "frozen";
+          tx.frozenCause ??= rc.freezeCause;
+          if (!write) buf.fill(0xff, done, done + n);
+          tx.ok = false;
+          tx.pages.push(p);
+          done += n;
+          continue;
+        }
+      } else if (route.unit) {
         const t = this.machine.iommu.translate(
           route.unit.name,
           route.segment,

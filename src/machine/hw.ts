@@ -11,6 +11,8 @@
  */
 
 /** The CPU's base page (x86-64, arm64 4K kernels). */
+import type { HcallCostTable } from "./costs.js";
+
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 
@@ -37,7 +39,7 @@ export interface RootBusDesc {
   vmd?: { domain: number; bus: number; devfn: number };
 }
 
-export type IommuKind = "intel-vtd" | "amd-vi" | "virtio";
+export type IommuKind = "intel-vtd" | "amd-vi" | "virtio" | "spapr-tce";
 
 /** An IOMMU unit as the DMAR/IVRS/virtio-iommu description gives it. */
 export interface IommuUnitDesc {
@@ -145,9 +147,159 @@ export interface MemoryAccess {
   clear(pfn: number): void;
 }
 
+/**
+ * One instruction of a guest program as the CPU executes it in guest mode (VMX non-root /
+ * SVM guest). The model has no x86 decoder: a program is a list of these, each standing
+ * for the instruction named (addresses are guest-physical; the guest runs with paging off).
+ *
+ * - store: MOV to memory of `data` (REP MOVSB for more than 8 bytes)
+ * - load: MOV from memory of `len` bytes; what it read is recorded in the context
+ * - wbinvd: WBINVD (0F 09), privileged: it exits when the hypervisor asks (VMX "WBINVD
+ *   exiting", SVM's WBINVD intercept), else runs natively on the CPU
+ * - clflush: CLFLUSH of the line holding `gpa` (never intercepted)
+ * - mfence, pause: ordering and spin-wait hints; no effect on the memory model here
+ * - hlt: HLT
+ * - preempt: not an instruction: the host's timer interrupt arrives here (an external-
+ *   interrupt exit) and its scheduler moves the vCPU thread to host CPU `cpu`
+ */
+export type GuestInsn =
+  | { op: "store"; gpa: number; data: Uint8Array }
+  | { op: "load"; gpa: number; len: number }
+  | { op: "wbinvd" }
+  | { op: "clflush"; gpa: number }
+  | { op: "mfence" }
+  | { op: "pause" }
+  | { op: "hlt" }
+  | { op: "preempt"; cpu: number };
+
+/** What the CPU knows of a guest while it runs it (the VMCS / VMCB and the EPT / NPT). */
+export interface GuestContext {
+  program: GuestInsn[];
+  /** Index of the next instruction (RIP). Running past the end is a HLT. */
+  rip: number;
+  /** The values the guest's loads returned, in order (what the guest "read"). */
+  reads: { gpa: number; data: Uint8Array }[];
+  /** VMX secondary control "WBINVD exiting" / SVM's WBINVD intercept. */
+  wbinvdExiting: boolean;
+  /**
+   * Second-level translation (EPT / NPT, with the hypervisor's fault handling behind it):
+   * the host physical address of a guest-physical one; null where there is no memory
+   * (MMIO); "fault" where the hypervisor cannot provide the page.
+   */
+  translate(gpa: number, write: boolean): number | null | "fault";
+}
+
+/** Why the CPU left guest mode; the instruction at `rip` has not completed unless said. */
+export type VmExit =
+  /** VMX exit reason 54 / SVM exit code 0x89. */
+  | { reason: "wbinvd" }
+  /** EPT violation / NPF on a guest-physical address without memory: the access to emulate. */
+  | { reason: "mmio"; gpa: number; len: number; write: boolean; data?: Uint8Array }
+  /** VMX exit reason 12 / SVM 0x78. */
+  | { reason: "hlt" }
+  /** VMX exit reason 1 / SVM 0x60 (INTR): the host takes its interrupt (the instruction completed). */
+  | { reason: "external-interrupt"; moveTo: number }
+  /** An EPT violation / NPF the hypervisor could not resolve. */
+  | { reason: "fault"; gpa: number };
+
+/**
+ * The CPUs: per-core write-back caches kept coherent with each other and with snooping DMA
+ * (cpu.ts). The kernel runs on CPU `cpu` when it uses one; WBINVD and CLFLUSH are the
+ * cache-maintenance instructions a driver can issue. `clock(cpu)` is that CPU's simulated
+ * time in ns (a TSC), advanced by everything it executes.
+ */
+export interface CpuHw {
+  /** Online CPUs, 0 .. count-1. */
+  readonly count: number;
+  /** CPUID vendor: VMX on "intel" (with EPT and WBINVD exiting), SVM with NPT on "amd". */
+  readonly vendor: "intel" | "amd";
+  /** VMX secondary control WBINVD exiting is available (SVM: always intercepted). */
+  readonly hasWbinvdExit: boolean;
+  /** WBINVD on `cpu`: write back and invalidate every line of its cache. */
+  wbinvd(cpu: number): void;
+  /** Run `fn` on each of `cpus` (by IPI; `from` directly if listed) and wait for all. */
+  onEachCpu(from: number, cpus: Iterable<number>, fn: (cpu: number) => void): void;
+  /** VMRESUME / VMRUN on `cpu`: run the guest until something makes it exit. */
+  enterGuest(cpu: number, ctx: GuestContext): VmExit;
+  /** Simulated ns `cpu` has spent so far. */
+  clock(cpu: number): number;
+}
+
 export interface Hardware {
   pci: PciConfigAccess & PciMmio;
   firmware: Firmware;
+  /** RAM as the CPUs see it: coherent with every core's cache. */
   memory: MemoryAccess;
   iommu: IommuHw;
+  cpu: CpuHw;
+  /**
+   * The CPU's base page as this machine's kernel is built for it: PAGE_SHIFT 12 unless
+   * said (enterprise POWER kernels: CONFIG_PPC_64K_PAGES, 16). The PAGE_SIZE constant
+   * above stays the x86 answer and the 4 KiB unit RAM is stored in.
+   */
+  pageShift?: number;
+  /** POWER (PowerNV): the OPAL firmware's PCI calls; absent on x86. */
+  opal?: OpalPci;
+  /** POWER: what a TCE hypercall costs by where it is finished (costs.ts), to price them. */
+  hcallCosts?: HcallCostTable;
 }
+
+/** A PHB as OPAL's device tree describes it (ibm,opal-num-pes, ranges, ibm,supported-tce-sizes). */
+export interface PhbDesc {
+  /** hose->global_number, and the PCI domain of its root bus. */
+  index: number;
+  model: "phb3" | "phb4";
+  numPes: number;
+  reservedPe: number;
+  /** The M32 window's PCI address (m32_pci_base: where the 32-bit DMA window ends) and size. */
+  m32PciBase: number;
+  m32Size: number;
+  /** IOMMU page shifts the PHB takes; `fromDt` false when the tree has no property. */
+  tceSizes: number[];
+  tceSizesFromDt: boolean;
+  /** The CPU generation (what cpu_has_feature(CPU_FTR_ARCH_207S / _300) tells the kernel). */
+  cpu: "power8" | "power9";
+}
+
+/**
+ * OPAL's PCI calls (skiboot, opal-api.h): PE assignment, DMA windows, TCE invalidation and
+ * EEH. Return codes are OPAL_* (0 success, negative failure).
+ */
+export interface OpalPci {
+  phbs(): PhbDesc[];
+  /** opal_pci_set_pe: route a RID (or a whole bus) to a PE. */
+  setPe(phb: number, pe: number, bdfn: number, busAll: boolean): number;
+  /** opal_pci_map_pe_mmio_window for an M32 segment. */
+  mapPeMmioWindow(phb: number, pe: number, segment: number): number;
+  /** opal_pci_map_pe_dma_window; tableSize 0 unmaps. */
+  mapPeDmaWindow(
+    phb: number,
+    pe: number,
+    window: number,
+    levels: number,
+    tableAddr: number,
+    tableSize: number,
+    pageSize: number,
+  ): number;
+  /** opal_pci_map_pe_dma_window_real: a bypass window; size 0 unmaps. */
+  mapPeDmaWindowReal(phb: number, pe: number, window: number, start: bigint, size: bigint): number;
+  /** opal_pci_tce_kill */
+  tceKill(phb: number): number;
+  /** opal_pci_eeh_freeze_status: OPAL_EEH_STOPPED_* */
+  eehFreezeStatus(phb: number, pe: number): { rc: number; state: number };
+  eehFreezeClear(phb: number, pe: number, action: number): number;
+  eehFreezeSet(phb: number, pe: number, action: number): number;
+  /** opal_pci_err_inject */
+  errInject(
+    phb: number,
+    pe: number,
+    type: number,
+    func: number,
+    addr: bigint,
+    mask: bigint,
+  ): number;
+  /** The PE's reset completes (opal_pci_reset / the bridge's secondary bus reset). */
+  peReset(phb: number, pe: number): number;
+}
+
+export type { HcallCostTable } from "./costs.js";

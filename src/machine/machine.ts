@@ -3,7 +3,9 @@
  * domains, IOMMU units and their scopes), RAM, the IOMMU hardware, the DMA path, and the
  * device models decoding functions' BARs. `hardware()` is the only view the kernel gets.
  */
+import { CpuComplex } from "./cpu.js";
 import { EDU_DEVICE, EDU_VENDOR, EduDevice } from "./devices/edu.js";
+import { NSGPU_DEVICE, NSGPU_VENDOR, NsGpu } from "./devices/nsgpu.js";
 import { DmaEngine, type BusMaster } from "./dma.js";
 import type { Firmware, Hardware, IommuUnitDesc, RootBusDesc } from "./hw.js";
 import { IommuUnits } from "./iommu/units.js";
@@ -19,8 +21,21 @@ export class Machine implements Firmware {
   readonly memory = new PhysicalMemory(1 << 30);
   readonly iommu = new IommuUnits(this.memory, this.iommus);
   readonly dma = new DmaEngine(this);
+  /**
+   * Four cores with private write-back caches, coherent with snooping DMA (cpu.ts). The
+   * vendor follows the platform's IOMMU: AMD-Vi sits in AMD platforms (SVM), VT-d in
+   * Intel ones (VMX).
+   */
+  readonly cpu = new CpuComplex(
+    this.memory,
+    () => this.dma.costs,
+    4,
+    () => (this.iommus.some((u) => u.kind === "amd-vi") ? "amd" : "intel"),
+  );
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: string) {
+    this.dma.coherency = this.cpu;
+  }
 
   rootBuses(): RootBusDesc[] {
     return this.roots;
@@ -31,7 +46,13 @@ export class Machine implements Firmware {
   }
 
   hardware(): Hardware {
-    return { pci: this.pci, firmware: this, memory: this.memory, iommu: this.iommu };
+    return {
+      pci: this.pci,
+      firmware: this,
+      memory: this.cpu.coherentView(),
+      iommu: this.iommu,
+      cpu: this.cpu,
+    };
   }
 
   /**
@@ -51,7 +72,7 @@ export class Machine implements Firmware {
     return model;
   }
 
-  /** Attach the models of known devices by vendor:device: QEMU's edu (1234:11e8). */
+  /** Attach the models of known devices by vendor:device: QEMU's edu (1234:11e8), nsgpu. */
   attachKnownModels(): void {
     for (const fn of this.functions()) {
       if (fn.model) continue;
@@ -59,6 +80,8 @@ export class Machine implements Firmware {
       const device = fn.config.read(R.PCI_DEVICE_ID, 2);
       if (vendor === EDU_VENDOR && device === EDU_DEVICE) {
         fn.model = new EduDevice(this.dma.port(fn));
+      } else if (vendor === NSGPU_VENDOR && device === NSGPU_DEVICE) {
+        fn.model = new NsGpu(this.dma.port(fn));
       }
     }
   }

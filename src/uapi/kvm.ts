@@ -276,3 +276,49 @@ export const kvm_vfio_spapr_tce = struct("kvm_vfio_spapr_tce", [
   ["groupfd", "s32"],
   ["tablefd", "s32"],
 ] as const);
+
+/* Memory slots (KVM_SET_USER_MEMORY_REGION) */
+export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
+export const KVM_MEM_READONLY = 1 << 1;
+export const KVM_MEM_GUEST_MEMFD = 1 << 2;
+
+export const kvm_userspace_memory_region = struct("kvm_userspace_memory_region", [
+  ["slot", "u32"],
+  ["flags", "u32"],
+  ["guest_phys_addr", "u64"],
+  ["memory_size", "u64"],
+  ["userspace_addr", "u64"],
+] as const);
+
+/* struct kvm_run exit_reason values (the ones the model produces) */
+export const KVM_EXIT_UNKNOWN = 0;
+export const KVM_EXIT_IO = 2;
+export const KVM_EXIT_HLT = 5;
+export const KVM_EXIT_MMIO = 6;
+export const KVM_EXIT_SHUTDOWN = 8;
+export const KVM_EXIT_FAIL_ENTRY = 9;
+export const KVM_EXIT_INTERNAL_ERROR = 17;
+
+/* POWER (book3s) */
+export const KVM_CAP_SPAPR_MULTITCE = 94;
+export const KVM_CAP_PPC_ENABLE_HCALL = 104;
+export const KVM_EXIT_INTR = 10;
+export const KVM_EXIT_PAPR_HCALL = 19;
+/** arch/powerpc/include/uapi/asm/kvm.h; the request number encodes its 32 bytes. */
+export const kvm_create_spapr_tce_64 = struct("kvm_create_spapr_tce_64", [
+  ["liobn", "u64"],
+  ["page_shift", "u32"],
+  ["flags", "u32"],
+  ["offset", "u64"],
+  ["size", "u64"],
+] as const);
+export const KVM_CREATE_SPAPR_TCE_64 = _IOW(KVMIO, 0xa8, 32);
+/** struct kvm_enable_cap: cap, flags, args[4], 64 bytes of padding (104 bytes). */
+export const kvm_enable_cap = struct("kvm_enable_cap", [
+  ["cap", "u32"],
+  ["flags", "u32"],
+  ["arg0", "u64"],
+  ["arg1", "u64"],
+  ["arg2", "u64"],
+  ["arg3", "u64"],
+] as const);

@@ -4,9 +4,12 @@
  * of numbers and field lists.
  */
 import { StructCodec, type FieldType } from "./struct.js";
+import * as iommufd from "./iommufd.js";
+import * as kvm from "./kvm.js";
+import * as papr from "./papr.js";
 import * as vfio from "./vfio.js";
 
-const MODULES: Record<string, unknown>[] = [vfio];
+const MODULES: Record<string, unknown>[] = [vfio, kvm, iommufd, papr];
 
 export const CONSTANTS = new Map<string, number>();
 export const STRUCTS = new Map<string, StructCodec<readonly (readonly [string, FieldType])[]>>();

@@ -2,6 +2,7 @@
  * Request names → ioctl numbers, as the oracle agent's tables.c builds them from the uAPI
  * headers. Scripts name a request and give its number; the two must agree.
  */
+import * as I from "./iommufd.js";
 import * as K from "./kvm.js";
 import * as V from "./vfio.js";
 
@@ -73,6 +74,25 @@ const KVM_REQUESTS = [
   "KVM_GET_STATS_FD",
 ] as const;
 
+/** linux/iommufd.h (6.12: no IOAS_MAP_FILE, vIOMMU or CHANGE_PROCESS yet). */
+const IOMMUFD_REQUESTS = [
+  "IOMMU_DESTROY",
+  "IOMMU_IOAS_ALLOC",
+  "IOMMU_IOAS_IOVA_RANGES",
+  "IOMMU_IOAS_ALLOW_IOVAS",
+  "IOMMU_IOAS_MAP",
+  "IOMMU_IOAS_COPY",
+  "IOMMU_IOAS_UNMAP",
+  "IOMMU_OPTION",
+  "IOMMU_VFIO_IOAS",
+  "IOMMU_HWPT_ALLOC",
+  "IOMMU_GET_HW_INFO",
+  "IOMMU_HWPT_SET_DIRTY_TRACKING",
+  "IOMMU_HWPT_GET_DIRTY_BITMAP",
+  "IOMMU_HWPT_INVALIDATE",
+  "IOMMU_FAULT_QUEUE_ALLOC",
+] as const;
+
 export const REQUESTS = new Map<string, number>([
   ...VFIO_REQUESTS.map((n): [string, number] => [
     n,
@@ -82,4 +102,16 @@ export const REQUESTS = new Map<string, number>([
     n,
     (K as unknown as Record<string, number>)[n] as number,
   ]),
+  ...IOMMUFD_REQUESTS.map((n): [string, number] => [
+    n,
+    (I as unknown as Record<string, number>)[n] as number,
+  ]),
+]);
+
+/**
+ * Requests only a POWER kernel has (asm/kvm.h of powerpc), in the generic layout like
+ * the rest; the oracle agent is x86, so they are kept out of REQUESTS.
+ */
+export const POWERPC_REQUESTS = new Map<string, number>([
+  ["KVM_CREATE_SPAPR_TCE_64", K.KVM_CREATE_SPAPR_TCE_64],
 ]);

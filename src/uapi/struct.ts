@@ -17,6 +17,10 @@ export type Decoded<F extends readonly (readonly [string, FieldType])[]> = {
 export class StructCodec<F extends readonly (readonly [string, FieldType])[]> {
   readonly size: number;
   readonly offsets: Record<string, number> = {};
+  /** The fields as parallel arrays, for the decode/encode loops (every ioctl runs them). */
+  private readonly names: string[] = [];
+  private readonly offs: number[] = [];
+  private readonly types: FieldType[] = [];
 
   constructor(
     readonly name: string,
@@ -28,6 +32,9 @@ export class StructCodec<F extends readonly (readonly [string, FieldType])[]> {
       const s = SIZE[t];
       off = Math.ceil(off / s) * s;
       this.offsets[n] = off;
+      this.names.push(n);
+      this.offs.push(off);
+      this.types.push(t);
       off += s;
       maxAlign = Math.max(maxAlign, s);
     }
@@ -41,12 +48,21 @@ export class StructCodec<F extends readonly (readonly [string, FieldType])[]> {
   }
 
   decode(bytes: Uint8Array): Decoded<F> {
-    const buf = new Uint8Array(this.size);
-    buf.set(bytes.subarray(0, this.size));
-    const dv = new DataView(buf.buffer);
+    let dv: DataView;
+    if (bytes.length >= this.size) {
+      // Read in place: only the first `size` bytes are looked at.
+      dv = new DataView(bytes.buffer, bytes.byteOffset, this.size);
+    } else {
+      // Short input reads as if zero-padded.
+      const buf = new Uint8Array(this.size);
+      buf.set(bytes);
+      dv = new DataView(buf.buffer);
+    }
     const out: Record<string, number | bigint> = {};
-    for (const [n, t] of this.fields) {
-      const o = this.offsets[n] as number;
+    for (let i = 0; i < this.names.length; i++) {
+      const n = this.names[i] as string;
+      const o = this.offs[i] as number;
+      const t = this.types[i];
       out[n] =
         t === "u8"
           ? dv.getUint8(o)
@@ -67,8 +83,10 @@ export class StructCodec<F extends readonly (readonly [string, FieldType])[]> {
     const buf = new Uint8Array(this.size);
     const dv = new DataView(buf.buffer);
     const rec = v as Record<string, number | bigint>;
-    for (const [n, t] of this.fields) {
-      const o = this.offsets[n] as number;
+    for (let i = 0; i < this.names.length; i++) {
+      const n = this.names[i] as string;
+      const t = this.types[i];
+      const o = this.offs[i] as number;
       const x = rec[n] ?? 0;
       if (t === "u8") dv.setUint8(o, Number(x));
       else if (t === "u16") dv.setUint16(o, Number(x), true);

@@ -315,3 +315,68 @@ export const vfio_device_ioeventfd = struct("vfio_device_ioeventfd", [
   ["fd", "s32"],
   ["reserved", "u32"],
 ] as const);
+
+/* sPAPR TCE IOMMU (VFIO_SPAPR_TCE_IOMMU / VFIO_SPAPR_TCE_v2_IOMMU containers). */
+export const VFIO_IOMMU_SPAPR_INFO_DDW = 1 << 0;
+/** struct vfio_iommu_spapr_tce_info with its struct vfio_iommu_spapr_tce_ddw_info inlined. */
+export const vfio_iommu_spapr_tce_info = struct("vfio_iommu_spapr_tce_info", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["dma32_window_start", "u32"],
+  ["dma32_window_size", "u32"],
+  ["pgsizes", "u64"],
+  ["max_dynamic_windows_supported", "u32"],
+  ["levels", "u32"],
+] as const);
+export const vfio_iommu_spapr_register_memory = struct("vfio_iommu_spapr_register_memory", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["vaddr", "u64"],
+  ["size", "u64"],
+] as const);
+export const vfio_iommu_spapr_tce_create = struct("vfio_iommu_spapr_tce_create", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["page_shift", "u32"],
+  ["__resv1", "u32"],
+  ["window_size", "u64"],
+  ["levels", "u32"],
+  ["__resv2", "u32"],
+  ["start_addr", "u64"],
+] as const);
+export const vfio_iommu_spapr_tce_remove = struct("vfio_iommu_spapr_tce_remove", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["start_addr", "u64"],
+] as const);
+
+/* EEH on sPAPR containers (VFIO_EEH_PE_OP). */
+export const VFIO_EEH_PE_DISABLE = 0;
+export const VFIO_EEH_PE_ENABLE = 1;
+export const VFIO_EEH_PE_UNFREEZE_IO = 2;
+export const VFIO_EEH_PE_UNFREEZE_DMA = 3;
+export const VFIO_EEH_PE_GET_STATE = 4;
+export const VFIO_EEH_PE_STATE_NORMAL = 0;
+export const VFIO_EEH_PE_STATE_RESET = 1;
+export const VFIO_EEH_PE_STATE_STOPPED = 2;
+export const VFIO_EEH_PE_STATE_STOPPED_DMA = 4;
+export const VFIO_EEH_PE_STATE_UNAVAIL = 5;
+export const VFIO_EEH_PE_RESET_DEACTIVATE = 5;
+export const VFIO_EEH_PE_RESET_HOT = 6;
+export const VFIO_EEH_PE_RESET_FUNDAMENTAL = 7;
+export const VFIO_EEH_PE_CONFIGURE = 8;
+export const VFIO_EEH_PE_INJECT_ERR = 9;
+/**
+ * struct vfio_eeh_pe_op: the union (struct vfio_eeh_pe_err) is 8-byte aligned, so it
+ * starts at 16 behind 4 bytes of padding (`__pad`, not a uAPI name).
+ */
+export const vfio_eeh_pe_op = struct("vfio_eeh_pe_op", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+  ["op", "u32"],
+  ["__pad", "u32"],
+  ["type", "u32"],
+  ["func", "u32"],
+  ["addr", "u64"],
+  ["mask", "u64"],
+] as const);

@@ -1,11 +1,29 @@
 /**
  * Boot the kernel model on a host as the host was described: its command line, its
- * kernel's PCI drivers, which driver held each device, and the VFs drivers had enabled.
+ * kernel's PCI drivers, which driver held each device, the VFs drivers had enabled, and
+ * which kernel build it ran: a snapshot with /dev/iommu and no vfio_iommu_type1 module is
+ * the iommufd build (iommufd serving /dev/vfio/vfio, VFIO device cdev), anything else the
+ * Debian build (legacy container + type1).
  */
 import type { Host } from "../host/build.js";
-import { Kernel } from "../kernel/kernel.js";
+import { Kernel, type KernelBuild, type ProfileName } from "../kernel/kernel.js";
 
-export function bootHost(host: Host, extraCmdline = ""): Kernel {
+/** The kernel build a host ran, from what its snapshot shows. */
+export function hostBuild(host: Host): KernelBuild {
+  const k = host.spec.kernel;
+  const iommufd = k.devnodes?.includes("/dev/iommu") ?? false;
+  const type1 = k.modules?.includes("vfio_iommu_type1") ?? false;
+  return iommufd && !type1 ? "iommufd" : "debian";
+}
+
+/** `profile`: the KVM era to follow (default 6.12). */
+export function bootHost(
+  host: Host,
+  extraCmdline = "",
+  profile?: ProfileName,
+  /** POWER hosts: the TCE hypercall era (kernel BootOptions.ppcTceEra). */
+  tceEra?: "6.12" | "5.18",
+): Kernel {
   const bindings = new Map<string, string>();
   for (const [bdf, o] of host.observed) if (o.driver) bindings.set(bdf, o.driver);
   const sriov = new Map<string, number>();
@@ -15,5 +33,8 @@ export function bootHost(host: Host, extraCmdline = ""): Kernel {
     drivers: host.spec.kernel.drivers,
     bindings: bindings.size ? bindings : undefined,
     sriov,
+    build: hostBuild(host),
+    ...(profile ? { profile } : {}),
+    ...(tceEra ? { ppcTceEra: tceEra } : {}),
   });
 }

@@ -3,7 +3,8 @@
  * close drops the table's reference, dup shares the open file.
  */
 import { err } from "../../uapi/errno.js";
-import type { File } from "./file.js";
+import type { FaultInject } from "./fault_inject.js";
+import { FileCount, type File } from "./file.js";
 
 /** RLIMIT_NOFILE default soft limit. */
 const NR_OPEN = 1024;
@@ -11,10 +12,23 @@ const NR_OPEN = 1024;
 export class FdTable {
   private readonly fds = new Map<number, File>();
 
+  constructor(
+    private readonly account = new FileCount(),
+    private readonly faults: FaultInject | null = null,
+  ) {}
+
   install(file: File): number {
+    if (this.faults?.should("fd", file.ops.name)) {
+      file.put();
+      return err("ENOMEM");
+    }
     for (let fd = 0; fd < NR_OPEN; fd++) {
       if (!this.fds.has(fd)) {
         this.fds.set(fd, file);
+        if (!file.account) {
+          file.account = this.account;
+          this.account.live++;
+        }
         return fd;
       }
     }

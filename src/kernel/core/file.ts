@@ -16,15 +16,35 @@ export interface FileOperations<P = unknown> {
   /** Whether pread/pwrite are allowed (FMODE_PREAD/PWRITE); default yes. */
   readonly positional?: boolean;
   release?(file: File<P>): void;
+  /**
+   * ->mmap: accept a mapping of `length` bytes from page `pgoff` of the file (0 or -errno);
+   * `fault` then gives the frame of each page (vm_ops->fault, a reference taken) or null.
+   */
+  mmap?(
+    file: File<P>,
+    task: Task,
+    pgoff: number,
+    length: number,
+  ): { fault: (pgoff: number) => number | null } | number;
 }
 
 let nextIno = 1;
+
+/**
+ * Open file descriptions alive in one kernel (files_stat.nr_files), counted from a file's
+ * first install into an fd table to its last put: what a leak check compares.
+ */
+export class FileCount {
+  live = 0;
+}
 
 export class File<P = unknown> {
   private refs = 1;
   pos = 0n;
   /** Identity of the open file description, for debugging and ordering. */
   readonly ino = nextIno++;
+  /** The kernel's count this file is in, once installed. */
+  account: FileCount | null = null;
 
   constructor(
     readonly ops: FileOperations<P>,
@@ -43,7 +63,9 @@ export class File<P = unknown> {
 
   /** fput(): the last reference runs ->release. */
   put(): void {
-    if (--this.refs === 0) this.ops.release?.(this);
+    if (--this.refs !== 0) return;
+    if (this.account) this.account.live--;
+    this.ops.release?.(this);
   }
 }
 

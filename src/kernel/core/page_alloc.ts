@@ -2,8 +2,10 @@
  * The page allocator (mm/page_alloc.c, reduced to what the model needs): hands out
  * zeroed 4 KiB frames of system RAM with a reference count; a frame returns to the free
  * list when its last reference goes (a pinned page outlives the mapping that faulted it).
+ * An allocation can be made to fail (fail_page_alloc) through `faults` (fault_inject.ts).
  */
 import { PAGE_SIZE, type MemoryAccess } from "../../machine/hw.js";
+import { FaultInject } from "./fault_inject.js";
 
 export class PageAllocator {
   private readonly refs = new Map<number, number>();
@@ -14,8 +16,39 @@ export class PageAllocator {
     readonly ram: MemoryAccess,
     /** Frames below this are firmware/kernel text, never handed out. */
     firstPfn = 0x1000,
+    /** The kernel's fault injection (fail-nth), shared by every fallible allocation site. */
+    readonly faults = new FaultInject(),
   ) {
     this.next = firstPfn;
+  }
+
+  /**
+   * PAGE_SHIFT of this kernel build: 12, or 16 on a 64 KiB-page POWER kernel, whose pages
+   * each span sixteen of RAM's 4 KiB frames; page frame numbers count pages of this size.
+   */
+  private shift = 12;
+  /** 2 ** shift, kept rather than computed: every copy to or from user memory asks. */
+  private size = 4096;
+
+  get pageShift(): number {
+    return this.shift;
+  }
+
+  get pageSize(): number {
+    return this.size;
+  }
+
+  /** Set at boot, before the first allocation (the kernel's build-time page size). */
+  setPageShift(shift: number): void {
+    const first = this.next * PAGE_SIZE;
+    this.shift = shift;
+    this.size = 2 ** shift;
+    this.next = Math.ceil(first / this.pageSize);
+  }
+
+  /** Frames of RAM per page. */
+  private get ratio(): number {
+    return this.pageSize / PAGE_SIZE;
   }
 
   get inUse(): number {
@@ -24,10 +57,27 @@ export class PageAllocator {
 
   /** alloc_page(GFP_HIGHUSER | __GFP_ZERO); null when RAM is exhausted. */
   alloc(): number | null {
-    const pfn = this.free.pop() ?? (this.next * PAGE_SIZE < this.ram.size ? this.next++ : null);
+    if (this.faults.should("page_alloc", "page")) return null;
+    const pfn =
+      this.free.pop() ?? ((this.next + 1) * this.pageSize <= this.ram.size ? this.next++ : null);
     if (pfn === null) return null;
     this.refs.set(pfn, 1);
     return pfn;
+  }
+
+  /**
+   * alloc_pages(order) for memory the hardware reads by physical address in one piece (a
+   * TCE table level): `n` physically contiguous zeroed pages, each with a reference; the
+   * first page frame number, or null. Taken from never-used memory, so it cannot collide
+   * with the free list.
+   */
+  allocContig(n: number): number | null {
+    if (this.faults.should("page_alloc", "page")) return null;
+    if ((this.next + n) * this.pageSize > this.ram.size) return null;
+    const first = this.next;
+    this.next += n;
+    for (let i = 0; i < n; i++) this.refs.set(first + i, 1);
+    return first;
   }
 
   get(pfn: number): void {
@@ -41,7 +91,7 @@ export class PageAllocator {
       return;
     }
     this.refs.delete(pfn);
-    this.ram.clear(pfn);
+    for (let i = 0; i < this.ratio; i++) this.ram.clear(pfn * this.ratio + i);
     this.free.push(pfn);
   }
 }

@@ -5,6 +5,7 @@
  * copy_to_user, so a bad pointer is EFAULT exactly where Linux would say so.
  */
 import { err } from "../../uapi/errno.js";
+import { fromPowerpc } from "../../uapi/ioctl.js";
 import {
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -23,6 +24,9 @@ import type { Vfs } from "./vfs.js";
 const MAX_RW_COUNT = 0x7ffff000;
 
 export class TaskSyscalls implements Syscalls {
+  /** The architecture's ioctl number layout ("powerpc" on a POWER kernel). */
+  ioctlLayout: "generic" | "powerpc" = "generic";
+
   constructor(
     readonly task: Task,
     private readonly vfs: Vfs,
@@ -52,7 +56,9 @@ export class TaskSyscalls implements Syscalls {
     const f = this.fd(fd);
     if (!f) return err("EBADF");
     if (!f.ops.ioctl) return err("ENOTTY");
-    return f.ops.ioctl(f, this.task, request >>> 0, BigInt.asUintN(64, arg));
+    // A powerpc process encodes requests in powerpc's _IOC layout (uapi/ioctl.ts).
+    const cmd = this.ioctlLayout === "powerpc" ? fromPowerpc(request >>> 0) : request >>> 0;
+    return f.ops.ioctl(f, this.task, cmd, BigInt.asUintN(64, arg));
   }
 
   private rw(fd: number, buf: bigint, count: number, pos: bigint | null, write: boolean): number {
@@ -93,10 +99,18 @@ export class TaskSyscalls implements Syscalls {
     return this.rw(fd, buf, count, offset, true);
   }
 
-  mmap(addr: bigint, length: number, prot: number, flags: number, fd: number): bigint {
+  mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset = 0n): bigint {
     if (!(flags & MAP_ANONYMOUS)) {
       const f = this.fd(fd);
-      return BigInt(f ? err("ENODEV") : err("EBADF"));
+      if (!f) return BigInt(err("EBADF"));
+      if (!f.ops.mmap) return BigInt(err("ENODEV"));
+      const page = BigInt(this.task.mm.pageSize);
+      if (offset % page !== 0n) return BigInt(err("EINVAL"));
+      const m = f.ops.mmap(f, this.task, Number(offset / page), length);
+      if (typeof m === "number") return BigInt(m);
+      const fixedFile = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
+      const pg0 = Number(offset / page);
+      return this.task.mm.mmapFile(fixedFile ? addr : null, length, prot, (i) => m.fault(pg0 + i));
     }
     const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
     return this.task.mm.mmapAnon(fixed ? addr : null, length, prot);

@@ -3,17 +3,21 @@
  * checks a caller against — capabilities (include/uapi/linux/capability.h), the uid, and
  * RLIMIT_MEMLOCK for pinned memory.
  */
+import type { FaultInject } from "./fault_inject.js";
 import { FdTable } from "./fdtable.js";
+import type { FileCount } from "./file.js";
 import { Mm } from "./mm.js";
 import type { PageAllocator } from "./page_alloc.js";
 
-export type Capability = "CAP_SYS_ADMIN" | "CAP_IPC_LOCK" | "CAP_SYS_RAWIO" | "CAP_NET_ADMIN";
+export type Capability =
+  "CAP_SYS_ADMIN" | "CAP_IPC_LOCK" | "CAP_SYS_RAWIO" | "CAP_NET_ADMIN" | "CAP_SYS_RESOURCE";
 
 export const ALL_CAPS: readonly Capability[] = [
   "CAP_SYS_ADMIN",
   "CAP_IPC_LOCK",
   "CAP_SYS_RAWIO",
   "CAP_NET_ADMIN",
+  "CAP_SYS_RESOURCE",
 ];
 
 export interface TaskOptions {
@@ -24,8 +28,10 @@ export interface TaskOptions {
 }
 
 export class Task {
-  readonly files = new FdTable();
+  readonly files: FdTable;
   readonly mm: Mm;
+  /** The kernel's fault injection, for the allocations made on this task's behalf. */
+  readonly faults: FaultInject;
   readonly uid: number;
   readonly caps: Set<Capability>;
   rlimitMemlock: bigint;
@@ -34,7 +40,11 @@ export class Task {
     readonly pid: number,
     pages: PageAllocator,
     opts: TaskOptions = {},
+    /** The kernel's count of open files (the fd table counts what it installs). */
+    fileCount?: FileCount,
   ) {
+    this.faults = pages.faults;
+    this.files = new FdTable(fileCount, pages.faults);
     this.mm = new Mm(pages);
     this.uid = opts.uid ?? 0;
     this.caps = new Set(opts.caps ?? (this.uid === 0 ? ALL_CAPS : []));

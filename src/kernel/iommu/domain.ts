@@ -46,7 +46,28 @@ export interface ResvRegion {
   type: number;
 }
 
-export type IommuCap = "cache-coherency" | "enforce-cache-coherency";
+export type IommuCap = "cache-coherency" | "enforce-cache-coherency" | "dirty-tracking";
+
+/** struct iommu_dirty_ops: dirty tracking of a paging domain (IOMMU_HWPT_ALLOC_DIRTY_TRACKING). */
+export interface IommuDirtyOps {
+  setDirtyTracking(domain: IommuDomain, enable: boolean): number;
+  /** Report (and unless noClear, clear) the dirty IOVA pages of [iova, iova + size). */
+  readAndClearDirty(
+    domain: IommuDomain,
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: (iova: bigint, length: bigint) => void,
+  ): number;
+}
+
+/** struct iommu_user_data: a driver-specific block from userspace (HWPT_ALLOC). */
+export interface IommuUserData {
+  type: number;
+  len: number;
+  /** What iommu_copy_struct_from_user() reads: the block, or null when it faults. */
+  bytes: Uint8Array | null;
+}
 
 /** struct iommu_iotlb_gather: the range to invalidate and the table pages to free after. */
 export interface IotlbGather {
@@ -80,6 +101,12 @@ export interface IommuDomainOps {
   iovaToPhys?(domain: IommuDomain, iova: bigint): bigint;
   free?(domain: IommuDomain): void;
   enforceCacheCoherency?(domain: IommuDomain): boolean;
+  /** cache_invalidate_user (nested domains): entries handled, or -errno with how many. */
+  cacheInvalidateUser?(
+    domain: IommuDomain,
+    type: number,
+    entries: Uint8Array[],
+  ): { rc: number; done: number };
 }
 
 /** struct iommu_domain */
@@ -90,6 +117,8 @@ export interface IommuDomain {
   owner: IommuOps | null;
   pgsizeBitmap: bigint;
   geometry: { apertureStart: bigint; apertureEnd: bigint; forceAperture: boolean };
+  /** Set by drivers whose domain tracks dirty IOVA pages. */
+  dirtyOps?: IommuDirtyOps;
 }
 
 /** struct iommu_ops, one per driver, and what its interrupt-remapping half reports. */
@@ -112,6 +141,19 @@ export interface IommuOps {
    * arch_is_isolated_msi()).
    */
   isolatedMsi(dev: PciDev): boolean;
+  /**
+   * ops->domain_alloc_user (iommufd's HWPT_ALLOC and automatic domains): a paging domain
+   * for the device, or a nested one over `parent`; -errno (EOPNOTSUPP for what the unit
+   * cannot do).
+   */
+  domainAllocUser?(
+    dev: PciDev,
+    flags: number,
+    parent: IommuDomain | null,
+    userData: IommuUserData | null,
+  ): IommuDomain | number;
+  /** ops->hw_info (IOMMU_GET_HW_INFO): the driver's data block and its type. */
+  hwInfo?(dev: PciDev): { type: number; data: Uint8Array } | number;
 }
 
 const U64 = (1n << 64n) - 1n;
@@ -119,9 +161,8 @@ const u64 = (x: bigint) => BigInt.asUintN(64, x);
 
 /** __ffs / __fls of a non-zero 64-bit value. */
 export function ffs(x: bigint): number {
-  let n = 0;
-  while (((x >> BigInt(n)) & 1n) === 0n) n++;
-  return n;
+  // The lowest set bit alone (two's complement: x & -x), then its position.
+  return (x & -x).toString(2).length - 1;
 }
 export function fls(x: bigint): number {
   return x.toString(2).length - 1;

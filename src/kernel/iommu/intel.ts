@@ -13,6 +13,12 @@
  */
 import type { Hardware, IommuUnitDesc } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
+import {
+  IOMMU_HW_INFO_TYPE_INTEL_VTD,
+  IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING as HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT as HWPT_ALLOC_NEST_PARENT,
+} from "../../uapi/iommufd.js";
 import type { PageAllocator } from "../core/page_alloc.js";
 import type { PciDev } from "../pci/pci.js";
 import { pciForEachDmaAlias, pciRealDmaDev } from "../pci/search.js";
@@ -30,6 +36,7 @@ import {
   readPte,
   writePte,
   type IommuDomain,
+  type IommuCap,
   type IommuDomainOps,
   type IommuOps,
   type IotlbGather,
@@ -57,6 +64,9 @@ const capCachingMode = (c: bigint) => ((c >> 7n) & 1n) === 1n;
 const ecapScSupport = (e: bigint) => ((e >> 7n) & 1n) === 1n;
 const ecapPassThrough = (e: bigint) => ((e >> 6n) & 1n) === 1n;
 const ecapIrSupport = (e: bigint) => ((e >> 3n) & 1n) === 1n;
+const ecapNest = (e: bigint) => ((e >> 26n) & 1n) === 1n;
+const ecapSmts = (e: bigint) => ((e >> 43n) & 1n) === 1n;
+const ecapSlads = (e: bigint) => ((e >> 45n) & 1n) === 1n;
 
 const agawToLevel = (agaw: number) => agaw + 2;
 const agawToWidth = (agaw: number) => Math.min(30 + agaw * LEVEL_STRIDE, MAX_AGAW_WIDTH);
@@ -117,6 +127,7 @@ export class IntelIommuDriver {
   private readonly iommus = new Map<IommuUnitDesc, IntelIommu>();
   private readonly infos = new Map<PciDev, DeviceInfo>();
   private readonly superpageAllowed: boolean;
+  private readonly scalableMode: boolean;
   private readonly irqRemap: boolean;
   private readonly domainOps: IommuDomainOps;
 
@@ -129,6 +140,7 @@ export class IntelIommuDriver {
     cmdline: string,
   ) {
     this.superpageAllowed = !intelIommuOptions(cmdline).includes("sp_off");
+    this.scalableMode = !intelIommuOptions(cmdline).includes("sm_off");
     // intel_prepare_irq_remapping(): every unit must support it.
     this.irqRemap = irqRemapAllowed(cmdline) && units.every((u) => ecapIrSupport(u.ecap));
     for (const u of units) {
@@ -172,9 +184,11 @@ export class IntelIommuDriver {
     };
     this.ops = {
       name: "intel-iommu",
-      capable: (dev, cap) =>
-        cap === "cache-coherency" || ecapScSupport(this.info(dev)?.iommu.desc.ecap ?? 0n),
+      capable: (dev, cap) => this.capable(dev, cap),
       domainAlloc: (type) => this.domainAlloc(type),
+      domainAllocUser: (dev, flags, parent, data) =>
+        this.domainAllocUser(dev, flags, parent, data !== null),
+      hwInfo: (dev) => this.hwInfo(dev),
       blockedDomain: blocked,
       identityDomain: identity,
       probeDevice: (dev) => this.probeDevice(dev),
@@ -216,6 +230,80 @@ export class IntelIommuDriver {
   }
   private freePage(pa: number): void {
     this.pages.put(pa / 4096);
+  }
+
+  /**
+   * intel_iommu_capable(): coherency always; enforced coherency with ECAP.SC; dirty tracking
+   * with scalable-mode second-stage A/D bits (ssads_supported).
+   */
+  private capable(dev: PciDev, cap: IommuCap): boolean {
+    const iommu = this.info(dev)?.iommu;
+    if (cap === "cache-coherency") return true;
+    if (!iommu) return false;
+    if (cap === "enforce-cache-coherency") return ecapScSupport(iommu.desc.ecap);
+    return this.smSupported(iommu) && ecapSlads(iommu.desc.ecap);
+  }
+
+  /** sm_supported(): scalable mode unless "intel_iommu=sm_off" (SCALABLE_MODE_DEFAULT_ON=y). */
+  private smSupported(iommu: IntelIommu): boolean {
+    return this.scalableMode && ecapSmts(iommu.desc.ecap);
+  }
+
+  /**
+   * intel_iommu_domain_alloc_user() → paging_domain_alloc(dev, false): a second-stage
+   * domain sized for the device's unit from the start (its AGAW and MGAW, its superpages).
+   * Nested parents need ECAP.NEST and dirty tracking SLADS, both in scalable mode;
+   * nested domains themselves (a parent given) need nesting support too.
+   */
+  private domainAllocUser(
+    dev: PciDev,
+    flags: number,
+    parent: IommuDomain | null,
+    hasUserData: boolean,
+  ): IommuDomain | number {
+    const info = this.info(dev);
+    if (!info) return err("ENODEV");
+    const { iommu } = info;
+    const nested = this.smSupported(iommu) && ecapNest(iommu.desc.ecap);
+    if (parent) return err("EOPNOTSUPP"); // !nested_supported() on every unit modelled
+    if (flags & ~(HWPT_ALLOC_NEST_PARENT | HWPT_ALLOC_DIRTY_TRACKING)) return err("EOPNOTSUPP");
+    if (flags & HWPT_ALLOC_NEST_PARENT && !nested) return err("EOPNOTSUPP");
+    const ssads = this.smSupported(iommu) && ecapSlads(iommu.desc.ecap);
+    if (hasUserData || (flags & HWPT_ALLOC_DIRTY_TRACKING && !ssads)) return err("EOPNOTSUPP");
+    const pgd = this.allocPage();
+    if (pgd === null) return err("ENOMEM");
+    const gaw = Math.min(agawToWidth(iommu.agaw), capMgaw(iommu.desc.cap));
+    const sp = this.superpageAllowed ? capSuperPageVal(iommu.desc.cap).toString(2).length : 0;
+    const d: DmarDomain = {
+      type: IOMMU_DOMAIN_UNMANAGED,
+      ops: this.domainOps,
+      owner: this.ops,
+      pgsizeBitmap: (1n << 12n) | (sp === 1 ? 1n << 21n : sp >= 2 ? (1n << 21n) | (1n << 30n) : 0n),
+      geometry: { apertureStart: 0n, apertureEnd: domainMaxAddr(gaw), forceAperture: true },
+      gaw,
+      agaw: iommu.agaw,
+      pgd,
+      maxAddr: domainMaxAddr(gaw),
+      iommuSuperpage: sp,
+      forceSnooping: false,
+      setPteSnp: false,
+      hasMappings: false,
+      iommus: new Map(),
+      devices: [],
+    };
+    return d;
+  }
+
+  /** intel_iommu_hw_info(): struct iommu_hw_info_vtd with the raw CAP and ECAP registers. */
+  private hwInfo(dev: PciDev): { type: number; data: Uint8Array } | number {
+    const iommu = this.info(dev)?.iommu;
+    if (!iommu) return err("ENODEV");
+    const data = new Uint8Array(24);
+    const dv = new DataView(data.buffer);
+    dv.setUint32(0, IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, true);
+    dv.setBigUint64(8, iommu.desc.cap, true);
+    dv.setBigUint64(16, iommu.desc.ecap, true);
+    return { type: IOMMU_HW_INFO_TYPE_INTEL_VTD, data };
   }
 
   /** intel_iommu_domain_alloc(): DMA and unmanaged domains (alloc_domain + md_domain_init). */

@@ -42,7 +42,8 @@ export type ReasonCode =
   | "MF_ALONE"
   | "ACS_BY_QUIRK"
   | "NO_GROUP"
-  | "UNKNOWN_CAPS";
+  | "UNKNOWN_CAPS"
+  | "PARTITIONABLE_ENDPOINT";
 
 export interface GroupEdge {
   code: ReasonCode;
@@ -103,7 +104,19 @@ export class IommuSubsystem {
     private readonly units: IommuUnitDesc[],
     private readonly quirks: QuirkContext,
     /** Each unit's driver, and the default domain type from the command line. */
-    private readonly drivers: { ops(unit: IommuUnitDesc): IommuOps | null; defaultType: number },
+    private readonly drivers: {
+      ops(unit: IommuUnitDesc): IommuOps | null;
+      defaultType: number;
+      /**
+       * A driver with its own device_group (POWER's spapr_tce_iommu_ops: the device's PE);
+       * undefined: the PCI rules below. `alloc` is iommu_group_alloc().
+       */
+      deviceGroup?(
+        unit: IommuUnitDesc,
+        dev: PciDev,
+        alloc: (unit: IommuUnitDesc) => IommuGroup,
+      ): IommuGroup | null | undefined;
+    },
   ) {}
 
   groupOf(dev: PciDev): IommuGroup | undefined {
@@ -140,6 +153,29 @@ export class IommuSubsystem {
       });
       return;
     }
+    const own = this.drivers.deviceGroup?.(unit, dev, (u) => this.allocGroup(u));
+    if (own !== undefined) {
+      const edge: GroupEdge = own
+        ? {
+            code: "PARTITIONABLE_ENDPOINT",
+            dev: dev.name,
+            text: "its group is its partitionable endpoint's (the PHB routes its requester ID to that PE)",
+          }
+        : { code: "NO_GROUP", dev: dev.name, text: "no partitionable endpoint: no group" };
+      this.traces.set(dev.name, {
+        dev: dev.name,
+        group: own?.id ?? null,
+        steps: [edge],
+        decided: edge,
+        founded: !!own && own.devices.length === 0,
+      });
+      if (!own) return;
+      own.devices.push(dev);
+      own.edges.push(edge);
+      this.groupOfDev.set(dev, own);
+      groupAddDevice(own, dev, this.drivers.defaultType);
+      return;
+    }
     const steps: GroupEdge[] = [];
     const found = this.pciDeviceGroup(dev, steps);
     let group = found?.group;
@@ -156,6 +192,13 @@ export class IommuSubsystem {
     this.groupOfDev.set(dev, group);
     groupAddDevice(group, dev, this.drivers.defaultType);
     this.traces.set(dev.name, { dev: dev.name, group: group.id, steps, decided, founded: !found });
+  }
+
+  /** iommu_group_alloc(): a new, empty group with the lowest free number. */
+  allocGroup(unit: IommuUnitDesc): IommuGroup {
+    const g = new IommuGroup(this.allocId(), unit, this.drivers.ops(unit));
+    this.groups.set(g.id, g);
+    return g;
   }
 
   /** Removal (hot-unplug, VF disable): the group dies with its last device, freeing its id. */
@@ -213,6 +256,35 @@ export class IommuSubsystem {
   /** iommu_group_release_dma_owner(): back to the default domain. */
   releaseDmaOwner(g: IommuGroup): void {
     if (g.owner === null) return;
+    g.owner = null;
+    g.ownerCnt = 0;
+    releaseDmaOwnership(g);
+  }
+
+  /**
+   * iommu_device_claim_dma_owner(): like the group claim, but devices of one group may
+   * share the ownership when they present the same owner (iommufd binds device by device).
+   */
+  static deviceClaimDmaOwner(g: IommuGroup, owner: unknown): number {
+    if (g.ownerCnt) {
+      if (g.owner !== owner) return err("EPERM");
+      g.ownerCnt++;
+      return 0;
+    }
+    const r = takeDmaOwnership(g);
+    if (r) return r;
+    g.owner = owner;
+    g.ownerCnt++;
+    return 0;
+  }
+
+  /** iommu_device_release_dma_owner(): the last device out gives the group back. */
+  static deviceReleaseDmaOwner(g: IommuGroup): void {
+    if (g.ownerCnt > 1) {
+      g.ownerCnt--;
+      return;
+    }
+    if (!g.ownerCnt || g.owner === null) return;
     g.owner = null;
     g.ownerCnt = 0;
     releaseDmaOwnership(g);

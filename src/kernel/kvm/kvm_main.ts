@@ -14,12 +14,18 @@
  * created the VM (kvm->mm == current->mm), else EIO. The model never marks a VM dead
  * (vm_dead is set by KVM_BUG_ON and SEV teardown, neither of which it has).
  *
- * Not modelled (no guest memory, interrupt controller or CPU yet): the x86 system requests
+ * Guest memory: KVM_SET_USER_MEMORY_REGION creates, moves, re-flags and deletes memory
+ * slots with __kvm_set_memory_region()'s checks and errno; vCPUs run with KVM_RUN
+ * (vcpu.ts, which says how a guest program is loaded in the model).
+ *
+ * Not modelled (no interrupt controller, no register state yet): the x86 system requests
  * on /dev/kvm (MSR and CPUID lists, system attributes) answer EINVAL, the VM requests other
- * than CREATE_VCPU, CREATE_DEVICE and CHECK_EXTENSION answer ENOTTY, and vCPU requests
- * answer EINVAL — what Linux answers for requests it does not know.
+ * than CREATE_VCPU, SET_USER_MEMORY_REGION, CREATE_DEVICE and CHECK_EXTENSION answer ENOTTY,
+ * and vCPU requests other than KVM_RUN answer EINVAL — what Linux answers for requests it
+ * does not know.
  */
-import { PAGE_SIZE } from "../../machine/hw.js";
+import { PAGE_SHIFT, PAGE_SIZE, type CpuHw } from "../../machine/hw.js";
+import { _IOC_TYPE } from "../../uapi/ioctl.js";
 import { err } from "../../uapi/errno.js";
 import * as K from "../../uapi/kvm.js";
 import type { Decoded } from "../../uapi/struct.js";
@@ -29,6 +35,8 @@ import type { Mm } from "../core/mm.js";
 import type { Task } from "../core/task.js";
 import type { CharDev } from "../core/vfs.js";
 import type { KvmProfile } from "./profile.js";
+import { KvmVcpu, type VcpuStats } from "./vcpu.js";
+import type { Book3sHv } from "./book3s_hv.js";
 import { kvmVfioOps, type VfioSymbols } from "./vfio.js";
 import {
   KVM_MAX_VCPU_IDS,
@@ -36,8 +44,10 @@ import {
   kvmArchInitVm,
   kvmArchVcpuPrecreate,
   kvmVmIoctlCheckExtension,
+  memoryType,
   needEmulateWbinvd,
   type KvmArch,
+  type MemoryTypeVerdict,
 } from "./x86.js";
 
 export type KvmDeviceAttr = Decoded<typeof K.kvm_device_attr.fields>;
@@ -64,12 +74,24 @@ export interface KvmDevice {
   priv: unknown;
 }
 
-/** struct kvm_vcpu (identity only: no vCPU runs in the model). */
-export interface KvmVcpu {
-  readonly kvm: Kvm;
-  readonly id: number;
+export { KvmVcpu } from "./vcpu.js";
+
+/** struct kvm_memory_slot (the fields the model keeps). */
+export interface Memslot {
+  asId: number;
+  id: number;
+  baseGfn: number;
+  npages: number;
+  userspaceAddr: bigint;
+  flags: number;
 }
 
+/** KVM_MEM_SLOTS_NUM (SHRT_MAX) less x86's KVM_INTERNAL_MEM_SLOTS (3). */
+const KVM_USER_MEM_SLOTS = 32767 - 3;
+/** KVM_MEM_MAX_NR_PAGES */
+const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1;
+/** x86-64 TASK_SIZE_MAX with 4-level paging: access_ok()'s limit (USER_PTR_MAX). */
+const TASK_SIZE_MAX = (1n << 47n) - BigInt(PAGE_SIZE);
 /** struct kvm */
 export class Kvm {
   /** kvm->users_count */
@@ -82,6 +104,12 @@ export class Kvm {
   createdVcpus = 0;
   /** The VM's debugfs directory name, "<pid>-<fd>" (kvm_create_vm_debugfs). */
   name = "";
+  /** Memory slots by (as_id << 16 | id). */
+  readonly memslots = new Map<number, Memslot>();
+  /** kvm->nr_memslot_pages */
+  nrMemslotPages = 0;
+  /** The second-level mappings made so far: gfn → host frame (held while mapped). */
+  readonly sptes = new Map<number, number>();
 
   constructor(
     /** The creator's address space: only it may issue requests. */
@@ -99,6 +127,83 @@ export class Kvm {
   put(): void {
     if (--this.users === 0) this.destroyVm(this);
   }
+
+  /** The address space 0 slot holding `gfn` (the model's vCPUs never run in SMM). */
+  memslotOf(gfn: number): Memslot | undefined {
+    for (const s of this.memslots.values())
+      if (s.asId === 0 && gfn >= s.baseGfn && gfn < s.baseGfn + s.npages) return s;
+    return undefined;
+  }
+
+  /** kvm_zap_gfn_range() over everything (or one slot's range): mappings are rebuilt on demand. */
+  zap(slot?: Memslot): void {
+    for (const [gfn, pfn] of [...this.sptes]) {
+      if (slot && (gfn < slot.baseGfn || gfn >= slot.baseGfn + slot.npages)) continue;
+      this.sptes.delete(gfn);
+      this.mm.unpin([pfn]);
+    }
+  }
+}
+
+type MemoryRegion = Decoded<typeof K.kvm_userspace_memory_region.fields>;
+
+/** kvm_vm_ioctl_set_memory_region() → __kvm_set_memory_region() (Linux 6.12). */
+function setMemoryRegion(kvm: Kvm, mem: MemoryRegion): number {
+  if ((mem.slot & 0xffff) >= KVM_USER_MEM_SLOTS) return err("EINVAL");
+  // check_memory_region_flags(): dirty logging, and read-only (x86 VMs without protected state)
+  if (mem.flags & ~(K.KVM_MEM_LOG_DIRTY_PAGES | K.KVM_MEM_READONLY)) return err("EINVAL");
+  const asId = mem.slot >>> 16;
+  const id = mem.slot & 0xffff;
+  const page = BigInt(PAGE_SIZE);
+  if (mem.memory_size % page) return err("EINVAL");
+  if (mem.guest_phys_addr % page) return err("EINVAL");
+  const end = mem.userspace_addr + mem.memory_size;
+  if (mem.userspace_addr % page || end > TASK_SIZE_MAX) return err("EINVAL");
+  if (asId >= 2) return err("EINVAL"); // kvm_arch_nr_memslot_as_ids(): 2 (SMM)
+  if (mem.guest_phys_addr + mem.memory_size >= 1n << 64n) return err("EINVAL");
+  if (mem.memory_size >> BigInt(PAGE_SHIFT) > BigInt(KVM_MEM_MAX_NR_PAGES)) return err("EINVAL");
+  const key = (asId << 16) | id;
+  const old = kvm.memslots.get(key);
+  if (!mem.memory_size) {
+    if (!old) return err("EINVAL");
+    kvm.zap(old);
+    kvm.memslots.delete(key);
+    kvm.nrMemslotPages -= old.npages;
+    return 0;
+  }
+  const baseGfn = Number(mem.guest_phys_addr >> BigInt(PAGE_SHIFT));
+  const npages = Number(mem.memory_size >> BigInt(PAGE_SHIFT));
+  let move = !old;
+  if (old) {
+    if (
+      mem.userspace_addr !== old.userspaceAddr ||
+      npages !== old.npages ||
+      (mem.flags ^ old.flags) & K.KVM_MEM_READONLY
+    )
+      return err("EINVAL");
+    if (baseGfn !== old.baseGfn) move = true;
+    else if (mem.flags === old.flags) return 0;
+  }
+  if (move) {
+    for (const s of kvm.memslots.values()) {
+      if (s.asId !== asId || s.id === id) continue;
+      if (baseGfn < s.baseGfn + s.npages && s.baseGfn < baseGfn + npages) return err("EEXIST");
+    }
+  }
+  if (old) {
+    kvm.zap(old);
+    kvm.nrMemslotPages -= old.npages;
+  }
+  kvm.memslots.set(key, {
+    asId,
+    id,
+    baseGfn,
+    npages,
+    userspaceAddr: mem.userspace_addr,
+    flags: mem.flags,
+  });
+  kvm.nrMemslotPages += npages;
+  return 0;
 }
 
 /** What debugfs-like introspection shows of one VM. */
@@ -114,6 +219,19 @@ export interface KvmVmInfo {
   assignedDeviceCount: number;
   /** A guest WBINVD: executed on the host's CPUs ("flush") or skipped ("nop"). */
   wbinvd: "flush" | "nop";
+  /** What decides a guest RAM access's memory type (vmx_get_mt_mask on EPT). */
+  memtype: MemoryTypeVerdict;
+  /** Times every SPTE was zapped because the noncoherent state flipped. */
+  spteZaps: number;
+  /** Per vCPU: its host CPU, dirty mask and run statistics. */
+  vcpuStats: {
+    id: number;
+    cpu: number;
+    wbinvdDirtyMask: number[];
+    /** kvm_run->exit_reason of its last KVM_RUN. */
+    exitReason: number;
+    stats: VcpuStats;
+  }[];
 }
 
 /** Capabilities answered by kvm_main.c itself (kvm_vm_ioctl_check_extension_generic). */
@@ -175,19 +293,30 @@ export class KvmSubsystem {
   /** kvm_device_fops, one per device type for the anon inode's name. */
   private readonly deviceFops = new Map<KvmDeviceOps, FileOperations<KvmDevice>>();
 
-  constructor(profile: KvmProfile, vfio: VfioSymbols) {
+  constructor(
+    profile: KvmProfile,
+    vfio: VfioSymbols,
+    private readonly cpu: CpuHw,
+    /** A POWER host's HV KVM (book3s_hv.ts): its VM requests, capabilities and vCPU run. */
+    private readonly ppc: Book3sHv | null = null,
+  ) {
     this.devFops = this.makeDevFops();
     this.vmFops = this.makeVmFops();
     this.vcpuFops = this.makeVcpuFops();
     this.chardev = { open: (_task, flags) => new File(this.devFops, null, flags) };
     // kvm_init() → kvm_vfio_ops_init()
-    this.registerDeviceOps(kvmVfioOps(profile, vfio), K.KVM_DEV_TYPE_VFIO);
+    this.registerDeviceOps(kvmVfioOps(profile, vfio, ppc), K.KVM_DEV_TYPE_VFIO);
   }
 
   /** kvm_register_device_ops() of a type's table slot (the model has one, kvm-vfio's). */
   private registerDeviceOps(ops: KvmDeviceOps, type: number): void {
     this.deviceOps[type] = ops;
     this.deviceFops.set(ops, this.makeDeviceFops(ops.name));
+  }
+
+  /** Every live VM (vm_list), for the kernel's debugfs. */
+  liveVms(): readonly Kvm[] {
+    return [...this.vms];
   }
 
   /** Every live VM (vm_list), as debugfs would show it. */
@@ -200,14 +329,32 @@ export class KvmSubsystem {
       noncoherentDmaCount: kvm.arch.noncoherentDmaCount,
       assignedDeviceCount: kvm.arch.assignedDeviceCount,
       wbinvd: needEmulateWbinvd(kvm.arch) ? "flush" : "nop",
+      memtype: memoryType(kvm.arch),
+      spteZaps: kvm.arch.spteZaps,
+      vcpuStats: [...kvm.vcpus.values()].map((v) => ({
+        id: v.id,
+        cpu: v.cpu,
+        wbinvdDirtyMask: [...v.arch.wbinvdDirtyMask].sort((a, b) => a - b),
+        exitReason: v.run.exit_reason,
+        stats: { ...v.stats, exits: { ...v.stats.exits } },
+      })),
     }));
+  }
+
+  /** The vCPU behind an open file, if it is a vCPU file. */
+  vcpuOf(file: { ops: unknown; priv: unknown }): KvmVcpu | undefined {
+    return file.ops === this.vcpuFops ? (file.priv as KvmVcpu) : undefined;
   }
 
   /** kvm_dev_ioctl_create_vm() */
   private createVm(task: Task, type: bigint): number {
+    // kvm_create_vm(): kvm_arch_alloc_vm() comes before the type is looked at.
+    if (task.faults.should("slab", "kvm")) return err("ENOMEM");
     const arch = kvmArchInitVm(type);
     if (typeof arch === "number") return arch;
     const kvm = new Kvm(task.mm, arch, (k) => this.destroyVm(k));
+    arch.tdp = this.cpu.vendor === "intel" ? "ept" : "npt";
+    arch.onZap = () => kvm.zap();
     this.vms.add(kvm);
     // An fd table without room drops the new file, which puts the VM (EMFILE). Linux
     // reserves the fd first, so a full table answers EMFILE even for a bad type.
@@ -220,6 +367,7 @@ export class KvmSubsystem {
   private destroyVm(kvm: Kvm): void {
     this.vms.delete(kvm);
     for (const dev of kvm.devices.splice(0)) dev.ops.destroy?.(dev);
+    kvm.zap();
   }
 
   /** kvm_vm_ioctl_create_vcpu() */
@@ -229,7 +377,7 @@ export class KvmSubsystem {
     const r = kvmArchVcpuPrecreate(kvm.arch, id);
     if (r) return r;
     if (kvm.vcpus.has(Number(id))) return err("EEXIST");
-    const vcpu: KvmVcpu = { kvm, id: Number(id) };
+    const vcpu = new KvmVcpu(kvm, Number(id));
     kvm.createdVcpus++;
     kvm.get();
     // create_vcpu_fd(); a failed install drops the file, whose release puts the VM.
@@ -252,6 +400,7 @@ export class KvmSubsystem {
     const ops = this.deviceOps[cd.type];
     if (!ops) return err("ENODEV");
     if (cd.flags & K.KVM_CREATE_DEVICE_TEST) return 0;
+    if (task.faults.should("slab", "kvm_device")) return err("ENOMEM");
     const dev: KvmDevice = { ops, kvm, priv: null };
     const r = ops.create(dev, cd.type);
     if (r < 0) return r;
@@ -282,7 +431,7 @@ export class KvmSubsystem {
           case K.KVM_CREATE_VM:
             return this.createVm(task, arg);
           case K.KVM_CHECK_EXTENSION:
-            return checkExtension(null, arg);
+            return this.ppc?.checkExtension(arg) ?? checkExtension(null, arg);
           case K.KVM_GET_VCPU_MMAP_SIZE:
             // struct kvm_run, the x86 PIO data page and the coalesced MMIO ring
             return arg ? err("EINVAL") : 3 * PAGE_SIZE;
@@ -304,6 +453,11 @@ export class KvmSubsystem {
         switch (cmd) {
           case K.KVM_CREATE_VCPU:
             return this.createVcpu(kvm, task, arg);
+          case K.KVM_SET_USER_MEMORY_REGION: {
+            const raw = task.mm.copyFromUser(arg, K.kvm_userspace_memory_region.size);
+            if (!raw) return err("EFAULT");
+            return setMemoryRegion(kvm, K.kvm_userspace_memory_region.decode(raw));
+          }
           case K.KVM_CREATE_DEVICE: {
             const raw = task.mm.copyFromUser(arg, K.kvm_create_device.size);
             if (!raw) return err("EFAULT");
@@ -313,9 +467,9 @@ export class KvmSubsystem {
             return task.mm.copyToUser(arg, K.kvm_create_device.encode(cd)) ? 0 : err("EFAULT");
           }
           case K.KVM_CHECK_EXTENSION:
-            return checkExtension(kvm, arg);
+            return this.ppc?.checkExtension(arg) ?? checkExtension(kvm, arg);
           default:
-            return err("ENOTTY"); // kvm_arch_vm_ioctl()
+            return this.ppc?.vmIoctl(kvm, task, cmd, arg) ?? err("ENOTTY"); // kvm_arch_vm_ioctl()
         }
       },
       release: (file) => file.priv.put(), // kvm_vm_release()
@@ -327,9 +481,13 @@ export class KvmSubsystem {
     return {
       name: "anon_inode:kvm-vcpu",
       positional: false,
-      ioctl: (file, task) => {
-        if (file.priv.kvm.mm !== task.mm) return err("EIO");
-        return err("EINVAL"); // a foreign type, then kvm_arch_vcpu_ioctl()
+      ioctl: (file, task, cmd, arg) => {
+        const vcpu = file.priv;
+        if (vcpu.kvm.mm !== task.mm) return err("EIO");
+        if (_IOC_TYPE(cmd) !== K.KVMIO) return err("EINVAL");
+        if (cmd === K.KVM_RUN && this.ppc) return arg ? err("EINVAL") : this.ppc.run(vcpu);
+        if (cmd === K.KVM_RUN) return vcpu.ioctlRun(this.cpu, arg);
+        return err("EINVAL"); // kvm_arch_vcpu_ioctl(): requests the model does not know
       },
       release: (file) => file.priv.kvm.put(), // kvm_vcpu_release()
     };

@@ -20,7 +20,8 @@ import * as K from "../../uapi/kvm.js";
 import { VFIO_DMA_CC_IOMMU } from "../../uapi/vfio.js";
 import type { File } from "../core/file.js";
 import type { Task } from "../core/task.js";
-import type { KvmDevice, KvmDeviceOps } from "./kvm_main.js";
+import type { IommuGroup } from "../iommu/iommu.js";
+import type { Kvm, KvmDevice, KvmDeviceOps } from "./kvm_main.js";
 import type { KvmProfile, KvmVfioCoherency, KvmVfioEntries } from "./profile.js";
 import {
   kvmArchEndAssignment,
@@ -37,6 +38,8 @@ export interface VfioSymbols {
   fileEnforcedCoherent(f: File): boolean;
   /** vfio_file_set_kvm(): devices opened later take the VM. */
   fileSetKvm(f: File, kvm: unknown): void;
+  /** vfio_file_iommu_group(): a group file's IOMMU group; null for anything else. */
+  fileIommuGroup?(f: File): IommuGroup | null;
   /** vfio_group_get_external_user() (Linux 3.11–5.18): the group, or -errno. */
   groupGetExternalUser(f: File): object | number;
   /** vfio_group_put_external_user() */
@@ -44,6 +47,10 @@ export interface VfioSymbols {
   /** vfio_external_check_extension() (3.15–5.18): VFIO_CHECK_EXTENSION on the group's container. */
   externalCheckExtension(group: object, task: Task, ext: number): number;
 }
+
+/** kvm_arch_start/end_assignment() are x86's (__KVM_HAVE_ARCH_ASSIGNED_DEVICE). */
+const powerKvms = new WeakSet<object>();
+const isPower = (dev: KvmDevice): boolean => powerKvms.has(dev.kvm);
 
 /** What one list entry is; `object` so that a -errno number is never mistaken for one. */
 type Handle = object;
@@ -74,11 +81,11 @@ const ENTRY_KINDS: Record<KvmVfioEntries, (vfio: VfioSymbols) => EntryKind> = {
     discard: () => undefined,
     hold: (h, dev) => {
       (h as File).get();
-      kvmArchStartAssignment(dev.kvm.arch);
+      if (!isPower(dev)) kvmArchStartAssignment(dev.kvm.arch);
       vfio.fileSetKvm(h as File, dev.kvm);
     },
     unhold: (h, dev) => {
-      kvmArchEndAssignment(dev.kvm.arch);
+      if (!isPower(dev)) kvmArchEndAssignment(dev.kvm.arch);
       vfio.fileSetKvm(h as File, null);
       (h as File).put();
     },
@@ -117,8 +124,23 @@ interface KvmVfio {
   noncoherent: boolean;
 }
 
+/**
+ * POWER (CONFIG_SPAPR_TCE_IOMMU): kvm_spapr_tce_attach/release_iommu_group of
+ * book3s_64_vio.ts. With it, KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE exists, and the x86 hooks
+ * are the empty stubs POWER has: kvm_arch_register_noncoherent_dma() and
+ * kvm_arch_start_assignment() do nothing (POWER devices are still judged non-coherent).
+ */
+export interface SpaprTceKvm {
+  attachIommuGroup(kvm: Kvm, task: Task, tablefd: number, group: IommuGroup): number;
+  releaseIommuGroup(kvm: Kvm, group: IommuGroup): void;
+}
+
 /** struct kvm_vfio_ops for a profile. */
-export function kvmVfioOps(profile: KvmProfile, vfio: VfioSymbols): KvmDeviceOps {
+export function kvmVfioOps(
+  profile: KvmProfile,
+  vfio: VfioSymbols,
+  spapr: SpaprTceKvm | null = null,
+): KvmDeviceOps {
   const kind = ENTRY_KINDS[profile.kvmVfio.entries](vfio);
   const coherent = COHERENCY[profile.kvmVfio.coherency](vfio);
   const state = (dev: KvmDevice) => dev.priv as KvmVfio;
@@ -128,6 +150,7 @@ export function kvmVfioOps(profile: KvmProfile, vfio: VfioSymbols): KvmDeviceOps
     const kv = state(dev);
     if (noncoherent === kv.noncoherent) return;
     kv.noncoherent = noncoherent;
+    if (spapr) return; // no __KVM_HAVE_ARCH_NONCOHERENT_DMA on POWER
     if (noncoherent) kvmArchRegisterNoncoherentDma(dev.kvm.arch);
     else kvmArchUnregisterNoncoherentDma(dev.kvm.arch);
   };
@@ -149,6 +172,10 @@ export function kvmVfioOps(profile: KvmProfile, vfio: VfioSymbols): KvmDeviceOps
       kind.discard(h);
       return err("EEXIST");
     }
+    if (task.faults.should("slab", "kvm_vfio_file")) {
+      kind.discard(h);
+      return err("ENOMEM");
+    }
     kv.entries.push(h);
     kind.hold(h, dev);
     updateCoherency(dev, task);
@@ -165,12 +192,46 @@ export function kvmVfioOps(profile: KvmProfile, vfio: VfioSymbols): KvmDeviceOps
     let ret = err("ENOENT");
     if (i >= 0) {
       kv.entries.splice(i, 1);
+      spaprRelease(dev, h);
       kind.unhold(h, dev);
       ret = 0;
     }
     kind.discard(h);
     updateCoherency(dev, task);
     return ret;
+  };
+
+  /** kvf->iommu_group, cached at the first SET_SPAPR_TCE of an entry. */
+  const spaprGroups = new WeakMap<Handle, IommuGroup>();
+
+  /** kvm_spapr_tce_release_vfio_group() */
+  const spaprRelease = (dev: KvmDevice, h: Handle): void => {
+    const g = spaprGroups.get(h);
+    if (!spapr || !g) return;
+    spapr.releaseIommuGroup(dev.kvm, g);
+    spaprGroups.delete(h);
+  };
+
+  /** kvm_vfio_file_set_spapr_tce(): the payload is struct kvm_vfio_spapr_tce. */
+  const setSpaprTce = (dev: KvmDevice, task: Task, addr: bigint): number => {
+    const s = spapr as SpaprTceKvm;
+    const raw = task.mm.copyFromUser(addr, K.kvm_vfio_spapr_tce.size);
+    if (!raw) return err("EFAULT");
+    const p = K.kvm_vfio_spapr_tce.decode(raw);
+    const f = task.files.get(p.groupfd);
+    if (!f) return err("EBADF");
+    const h = kind.lookup(f);
+    if (typeof h === "number") return err("ENOENT");
+    kind.discard(h);
+    const entry = state(dev).entries.find((e) => e === h);
+    if (!entry) return err("ENOENT");
+    let g = spaprGroups.get(entry);
+    if (!g) {
+      g = vfio.fileIommuGroup?.(f) ?? undefined;
+      if (!g) return err("EIO"); // WARN_ON_ONCE: e.g. a device cdev fd
+      spaprGroups.set(entry, g);
+    }
+    return s.attachIommuGroup(dev.kvm, task, p.tablefd, g);
   };
 
   const fileOps = new Map([
@@ -190,7 +251,10 @@ export function kvmVfioOps(profile: KvmProfile, vfio: VfioSymbols): KvmDeviceOps
   /** kvm_vfio_release() (6.12) / kvm_vfio_destroy() (3.13): drop everything, then recompute. */
   const teardown = (dev: KvmDevice): void => {
     const kv = state(dev);
-    for (const h of kv.entries.splice(0)) kind.unhold(h, dev);
+    for (const h of kv.entries.splice(0)) {
+      spaprRelease(dev, h);
+      kind.unhold(h, dev);
+    }
     setNoncoherent(dev, false); // kvm_vfio_update_coherency() of the empty list
   };
 
@@ -198,17 +262,21 @@ export function kvmVfioOps(profile: KvmProfile, vfio: VfioSymbols): KvmDeviceOps
     name: "kvm-vfio",
     create(dev) {
       if (dev.kvm.devices.some((d) => d.ops === ops)) return err("EBUSY");
+      if (spapr) powerKvms.add(dev.kvm);
       const kv: KvmVfio = { entries: [], noncoherent: false };
       dev.priv = kv;
       return 0;
     },
     setAttr(dev, task, attr) {
       if (attr.group !== K.KVM_DEV_VFIO_FILE) return err("ENXIO");
+      if (spapr && attr.attr === BigInt(K.KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE))
+        return setSpaprTce(dev, task, attr.addr);
       return setFile(dev, task, attr.attr, attr.addr);
     },
     /** FILE_ADD and FILE_DEL (SET_SPAPR_TCE too with CONFIG_SPAPR_TCE_IOMMU, POWER only). */
     hasAttr(_dev, _task, attr) {
       if (attr.group !== K.KVM_DEV_VFIO_FILE) return err("ENXIO");
+      if (spapr && attr.attr === BigInt(K.KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE)) return 0;
       return fileOps.has(attr.attr) ? 0 : err("ENXIO");
     },
     [profile.kvmVfio.lifetime]: teardown,

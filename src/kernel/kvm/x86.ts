@@ -6,16 +6,27 @@
  * to KVM_CHECK_EXTENSION (kvm_vm_ioctl_check_extension), the vCPU id limit
  * (kvm_arch_vcpu_precreate), the assigned-device count (kvm_arch_start/end_assignment)
  * and the noncoherent DMA registration that decides whether a guest WBINVD must really be
- * executed (kvm_arch_register/unregister/has_noncoherent_dma, need_emulate_wbinvd).
+ * executed (kvm_arch_register/unregister/has_noncoherent_dma, need_emulate_wbinvd), and
+ * what follows from it when a guest runs: WBINVD emulation (kvm_emulate_wbinvd), the
+ * per-vCPU set of host CPUs that may hold the guest's dirty lines (wbinvd_dirty_mask,
+ * grown by kvm_arch_vcpu_load), and the EPT memory type (vmx/vmx.c vmx_get_mt_mask).
+ *
+ * The vendor module follows the host CPU: kvm_intel (VMX, EPT) on Intel, kvm_amd (SVM,
+ * NPT) on AMD. Both intercept WBINVD (VMX's WBINVD-exiting control, which KVM sets when
+ * the CPU has it; SVM's intercept, always: svm_has_wbinvd_exit() is true); only EPT lets
+ * KVM override the guest's memory type, so only on Intel does registration change it.
  *
  * Capabilities whose answer is a fact about the host CPU (KVM_CAP_NR_VCPUS, XCRS, XSAVE2,
- * TSC_CONTROL, X86_DISABLE_EXITS, NESTED_STATE, PMU_CAPABILITY) are not in the table: the
- * machine model has no CPU yet.
+ * TSC_CONTROL, X86_DISABLE_EXITS, NESTED_STATE, PMU_CAPABILITY) are not in the table. The
+ * table is kvm_amd's whatever the machine's CPU, as the oracle records it (its QEMU guest
+ * has an AMD CPU beside an emulated VT-d unit); guest execution — WBINVD, the memory
+ * type — follows the machine's CPU vendor (hw.cpu.vendor) instead.
  *
  * On registration's first 0→1 and last 1→0 transition Linux zaps the VM's SPTEs only when
  * kvm_mmu_may_ignore_guest_pat() (EPT with a memtype mask, i.e. Intel); with kvm_amd (NPT)
  * nothing else happens: the count alone decides WBINVD emulation.
  */
+import type { CpuHw } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
 import * as K from "../../uapi/kvm.js";
 
@@ -35,11 +46,27 @@ export class KvmArch {
   assignedDeviceCount = 0;
   /** kvm->arch.max_vcpu_ids (0 until the first vCPU, then KVM_MAX_VCPU_IDS) */
   maxVcpuIds = 0;
+  /**
+   * Two-dimensional paging: EPT (kvm_intel), whose leaf entries carry a memory type KVM
+   * chooses (shadow_memtype_mask ≠ 0), or NPT (kvm_amd), where the guest's PAT always
+   * combines with the host's.
+   */
+  tdp: "ept" | "npt" = "npt";
+  /** Times every SPTE was zapped because the noncoherent state flipped (kvm_zap_gfn_range). */
+  spteZaps = 0;
+  /** Called on such a zap: the VM drops its second-level mappings. */
+  onZap: (() => void) | null = null;
 
   constructor(
     /** kvm->arch.vm_type */
     readonly vmType: number,
   ) {}
+}
+
+/** struct kvm_vcpu_arch (the fields the model keeps). */
+export class KvmVcpuArch {
+  /** vcpu->arch.wbinvd_dirty_mask: host CPUs whose caches may hold this vCPU's dirty lines. */
+  readonly wbinvdDirtyMask = new Set<number>();
 }
 
 /** kvm_arch_init_vm(): the type must be one this kernel supports (kvm_is_vm_type_supported). */
@@ -64,14 +91,25 @@ export function kvmArchEndAssignment(arch: KvmArch): void {
   arch.assignedDeviceCount--;
 }
 
+/**
+ * kvm_noncoherent_dma_assignment_start_or_stop(): vmx_get_mt_mask()'s answer depends on the
+ * noncoherent state, so on EPT (kvm_mmu_may_ignore_guest_pat()) every SPTE is zapped and
+ * rebuilt with the new memory type.
+ */
+function noncoherentStartOrStop(arch: KvmArch): void {
+  if (arch.tdp !== "ept") return;
+  arch.spteZaps++;
+  arch.onZap?.();
+}
+
 /** kvm_arch_register_noncoherent_dma() */
 export function kvmArchRegisterNoncoherentDma(arch: KvmArch): void {
-  arch.noncoherentDmaCount++;
+  if (++arch.noncoherentDmaCount === 1) noncoherentStartOrStop(arch);
 }
 
 /** kvm_arch_unregister_noncoherent_dma() */
 export function kvmArchUnregisterNoncoherentDma(arch: KvmArch): void {
-  arch.noncoherentDmaCount--;
+  if (--arch.noncoherentDmaCount === 0) noncoherentStartOrStop(arch);
 }
 
 /** kvm_arch_has_noncoherent_dma() */
@@ -85,6 +123,97 @@ export function kvmArchHasNoncoherentDma(arch: KvmArch): boolean {
  */
 export function needEmulateWbinvd(arch: KvmArch): boolean {
   return kvmArchHasNoncoherentDma(arch);
+}
+
+/**
+ * The WBINVD part of kvm_arch_vcpu_load(): a vCPU about to run on host CPU `cpu` (after
+ * `prev`, -1 the first time). When WBINVD matters, the CPU joins the dirty mask (it will
+ * be flushed at the guest's next WBINVD); a CPU without WBINVD exiting instead flushes the
+ * CPU the vCPU leaves, at once.
+ */
+export function kvmArchVcpuLoad(
+  hw: CpuHw,
+  arch: KvmArch,
+  vcpu: KvmVcpuArch,
+  prev: number,
+  cpu: number,
+): void {
+  if (!needEmulateWbinvd(arch)) return;
+  if (hw.hasWbinvdExit) vcpu.wbinvdDirtyMask.add(cpu);
+  else if (prev !== -1 && prev !== cpu) hw.onEachCpu(cpu, [prev], (c) => hw.wbinvd(c));
+}
+
+/**
+ * kvm_emulate_wbinvd_noskip(): the guest's WBINVD, running on host CPU `cpu`. A no-op
+ * unless noncoherent DMA is registered; then every CPU in the dirty mask, this one
+ * included, executes WBINVD (IPIs, waited for) and the mask empties. Returns the host
+ * CPUs that executed it (none: the instruction was skipped as a NOP).
+ */
+export function kvmEmulateWbinvd(
+  hw: CpuHw,
+  arch: KvmArch,
+  vcpu: KvmVcpuArch,
+  cpu: number,
+): number[] {
+  if (!needEmulateWbinvd(arch)) return [];
+  if (!hw.hasWbinvdExit) {
+    hw.wbinvd(cpu);
+    return [cpu];
+  }
+  vcpu.wbinvdDirtyMask.add(cpu);
+  const cpus = [...vcpu.wbinvdDirtyMask].sort((a, b) => a - b);
+  hw.onEachCpu(cpu, cpus, (c) => hw.wbinvd(c));
+  vcpu.wbinvdDirtyMask.clear();
+  return cpus;
+}
+
+/* arch/x86/include/asm/vmx.h, asm/mtrr.h */
+export const VMX_EPT_MT_EPTE_SHIFT = 3;
+export const VMX_EPT_IPAT_BIT = 1 << 6;
+export const MTRR_TYPE_UNCACHABLE = 0;
+export const MTRR_TYPE_WRBACK = 6;
+
+/**
+ * vmx_get_mt_mask() (6.12): the memory-type bits of an EPT leaf entry. MMIO is UC; guest
+ * RAM is WB, with "ignore PAT" set (the guest's PAT has no say) unless the VM has
+ * noncoherent DMA — then the guest's PAT decides, so a guest can map its DMA buffers UC
+ * or WC as it would on bare metal.
+ */
+export function vmxGetMtMask(arch: KvmArch, isMmio: boolean): number {
+  if (isMmio) return MTRR_TYPE_UNCACHABLE << VMX_EPT_MT_EPTE_SHIFT;
+  if (!kvmArchHasNoncoherentDma(arch))
+    return (MTRR_TYPE_WRBACK << VMX_EPT_MT_EPTE_SHIFT) | VMX_EPT_IPAT_BIT;
+  return MTRR_TYPE_WRBACK << VMX_EPT_MT_EPTE_SHIFT;
+}
+
+/** What a guest RAM access's memory type is decided by, as explanations show it. */
+export interface MemoryTypeVerdict {
+  tdp: "ept" | "npt";
+  /** EPT leaf memory-type bits for RAM (vmx_get_mt_mask), null under NPT. */
+  eptMtMask: number | null;
+  /** Whether the guest's PAT takes part in the effective memory type. */
+  guestPat: "ignored" | "honoured";
+  why: string;
+}
+
+export function memoryType(arch: KvmArch): MemoryTypeVerdict {
+  if (arch.tdp === "npt")
+    return {
+      tdp: "npt",
+      eptMtMask: null,
+      guestPat: "honoured",
+      why: "NPT: KVM does not override memory types; the guest's PAT always combines with the host's",
+    };
+  const mask = vmxGetMtMask(arch, false);
+  const ipat = (mask & VMX_EPT_IPAT_BIT) !== 0;
+  return {
+    tdp: "ept",
+    eptMtMask: mask,
+    guestPat: ipat ? "ignored" : "honoured",
+    why: ipat
+      ? "no noncoherent DMA registered: EPT forces WB and sets IPAT (guest PAT ignored)"
+      : "noncoherent DMA registered: EPT says WB without IPAT, so the guest's PAT decides",
+  };
 }
 
 /** kvm_vm_ioctl_check_extension(): x86's answers; anything not listed is 0. */

@@ -26,6 +26,10 @@ export class VfioContainer {
   put(): void {
     this.refs--;
   }
+  /** Whether any file or group still holds it (kfree'd on the last put in the kernel). */
+  get live(): boolean {
+    return this.refs > 0;
+  }
 }
 
 /** The registered IOMMU backends, most recently registered first (list_add). */

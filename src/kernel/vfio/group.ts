@@ -21,8 +21,8 @@ export class VfioGroup {
   container: VfioContainer | null = null;
   /** 1 for the group itself plus one per device opened through it. */
   containerUsers = 0;
-  /** An iommufd context set through VFIO_GROUP_SET_CONTAINER (compat). */
-  iommufd: unknown = null;
+  /** An iommufd context set through VFIO_GROUP_SET_CONTAINER (compat); holds a reference. */
+  iommufd: { put(): void } | null = null;
   /** vfio_file_set_kvm() target, sampled by devices at first open. */
   kvm: unknown = null;
   /** Devices of this group open through their cdev. */
@@ -89,6 +89,7 @@ export function groupOps(env: GroupEnv): FileOperations<VfioGroup> {
       if (g.containerUsers !== 1) return err("EBUSY");
       env.detachContainer(g);
     }
+    g.iommufd?.put(); // iommufd_ctx_put()
     g.iommufd = null;
     return 0;
   };
@@ -120,6 +121,7 @@ export function groupOps(env: GroupEnv): FileOperations<VfioGroup> {
     release(file) {
       const g = file.priv;
       if (g.container) env.detachContainer(g);
+      g.iommufd?.put();
       g.iommufd = null;
       g.openedFile = null;
     },

@@ -123,7 +123,9 @@ export function vfioIommuType1(k: Pick<VfioKernel, "param">): VfioIommuDriverOps
   };
   return {
     name: "vfio-iommu-type1",
-    open(arg) {
+    open(arg, task) {
+      // kzalloc of the vfio_iommu comes before the type is looked at.
+      if (task.faults.should("slab", "vfio_iommu")) return err("ENOMEM");
       switch (arg) {
         case U.VFIO_TYPE1_IOMMU:
           return new VfioIommu(false, false, p.dmaEntryLimit());
@@ -152,7 +154,14 @@ export function vfioIommuType1(k: Pick<VfioKernel, "param">): VfioIommuDriverOps
           return err("ENOTTY");
       }
     },
-    attachGroup: (iommu, group) => attachGroup(iommu, group, p),
+    attachGroup: (iommu, group, task) => {
+      // kzalloc of the vfio_iommu_group and of the vfio_domain, after the EBUSY/EINVAL checks.
+      if (!iommu.vaddrInvalidCount && !findGroup(iommu, group)) {
+        if (task.faults.should("slab", "vfio_iommu_group")) return err("ENOMEM");
+        if (task.faults.should("slab", "vfio_domain")) return err("ENOMEM");
+      }
+      return attachGroup(iommu, group, p);
+    },
     detachGroup: (iommu, group) => detachGroup(iommu, group),
   };
 }
@@ -187,24 +196,68 @@ function kstrtouint(v: string | undefined): number | undefined {
  */
 function findDma(iommu: VfioIommu, start: bigint, size: bigint): VfioDma | undefined {
   const end = u64(start + size);
-  return iommu.dmas.find((d) => !(end <= d.iova) && !(start >= dmaEnd(d)));
+  // The first mapping (in list order) ending after start is the only one that can match
+  // first: those before end at or below start, and if it lies wholly above end, so do all
+  // after it (the kernel's rb-tree descent, as a binary search over the sorted list).
+  const d = iommu.dmas[firstEndingAfter(iommu, start)];
+  return d && !(end <= d.iova) ? d : undefined;
 }
 
 /** dma->iova + dma->size as a dma_addr_t. */
 const dmaEnd = (d: VfioDma) => u64(d.iova + d.size);
 
+/**
+ * Index of the first mapping whose end (dmaEnd) is above start, or past the end of the
+ * list. The list is sorted by iova and mappings do not overlap, so ends never decrease
+ * along it, except a last mapping that ends at 2^64 (dmaEnd 0), which never counts.
+ */
+function firstEndingAfter(iommu: VfioIommu, start: bigint): number {
+  const list = iommu.dmas;
+  const last = list[list.length - 1];
+  const n = last && dmaEnd(last) < last.iova ? list.length - 1 : list.length;
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (start < dmaEnd(list[mid] as VfioDma)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo < n ? lo : list.length;
+}
+
+/** Index of the first mapping whose iova is above (or, with `orEqual`, at) iova. */
+function firstByIova(iommu: VfioIommu, iova: bigint, orEqual: boolean): number {
+  const list = iommu.dmas;
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const at = (list[mid] as VfioDma).iova;
+    if (orEqual ? at >= iova : at > iova) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 /** vfio_find_dma_first_node(): index of the first mapping ending after start, or -1. */
 function findDmaFirst(iommu: VfioIommu, start: bigint, size: bigint): number {
-  const i = iommu.dmas.findIndex((d) => start < dmaEnd(d));
-  if (i < 0) return -1;
+  const i = firstEndingAfter(iommu, start);
+  if (i >= iommu.dmas.length) return -1;
   if (size && (iommu.dmas[i] as VfioDma).iova >= u64(start + size)) return -1;
   return i;
 }
 
 function linkDma(iommu: VfioIommu, dma: VfioDma): void {
-  let i = iommu.dmas.findIndex((d) => dma.iova < d.iova);
-  if (i < 0) i = iommu.dmas.length;
-  iommu.dmas.splice(i, 0, dma);
+  iommu.dmas.splice(firstByIova(iommu, dma.iova, false), 0, dma);
+}
+
+/** Where a listed mapping is (binary search by iova, then identity). */
+function indexOfDma(iommu: VfioIommu, dma: VfioDma): number {
+  for (let i = firstByIova(iommu, dma.iova, true); i < iommu.dmas.length; i++) {
+    if (iommu.dmas[i] === dma) return i;
+    if ((iommu.dmas[i] as VfioDma).iova !== dma.iova) break;
+  }
+  return iommu.dmas.indexOf(dma);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -359,7 +412,7 @@ function unmapUnpin(iommu: VfioIommu, dma: VfioDma, doAccounting: boolean): numb
 /** vfio_remove_dma() */
 function removeDma(iommu: VfioIommu, dma: VfioDma): void {
   unmapUnpin(iommu, dma, true);
-  iommu.dmas.splice(iommu.dmas.indexOf(dma), 1);
+  iommu.dmas.splice(indexOfDma(iommu, dma), 1);
   dma.bitmap = null;
   if (dma.vaddrInvalid) iommu.vaddrInvalidCount--;
   iommu.dmaAvail++;
@@ -459,6 +512,7 @@ function doMap(
   if (dma) return err("EEXIST");
   if (!iommu.dmaAvail) return err("ENOSPC");
   if (!iovaDmaValid(iommu, iova, iova + size - 1n)) return err("EINVAL");
+  if (task.faults.should("slab", "vfio_dma")) return err("ENOMEM");
   iommu.dmaAvail--;
   dma = {
     iova,

@@ -4,8 +4,10 @@
  * device is registered, devices named vfioN from an IDA, IOMMU_CAP_CACHE_COHERENCY
  * required), the container misc device /dev/vfio/vfio, and device files: the first open
  * uses the group's container (vfio_group_use_container: a backend must be set, the device
- * pins the group file), the driver's open_device runs on the first open and close_device
- * on the last, and every ioctl but BIND_IOMMUFD is refused until access is granted.
+ * pins the group file) or, for a group set on an iommufd and for a bound device cdev
+ * (device_cdev.ts), binds the device to the iommufd (iommufd.ts); the driver's open_device
+ * runs on the first open and close_device on the last, and every ioctl but BIND_IOMMUFD is
+ * refused until access is granted.
  */
 import { err } from "../../uapi/errno.js";
 import { O_RDWR } from "../../uapi/syscalls.js";
@@ -23,7 +25,15 @@ import {
   VfioContainer,
   VfioIommuDrivers,
 } from "./container.js";
+import type { IommufdCtx, IommufdSubsystem } from "../iommufd/main.js";
+import { vfioCompatIoasCreate, vfioCompatSetNoIommu } from "../iommufd/vfio_compat.js";
+import type { VfioCdev } from "./device_cdev.js";
 import { groupOps, VfioGroup } from "./group.js";
+import {
+  vfioIommufdCompatAttachIoas,
+  vfioIommufdPhysicalBind,
+  vfioIommufdPhysicalUnbind,
+} from "./iommufd.js";
 import type { VfioDevice, VfioDeviceOps } from "./vfio.js";
 
 /** struct vfio_device_file */
@@ -34,6 +44,10 @@ export interface VfioDeviceFile {
   accessGranted: boolean;
   /** The kvm recorded by kvm-vfio on this file (cdev path). */
   kvm?: unknown;
+  /** The iommufd the device is used through (cdev: bound; group: the group's). */
+  iommufd?: IommufdCtx | null;
+  /** The iommufd device id of a bound cdev file. */
+  devid?: number;
 }
 
 export interface RegisteredDevice extends VfioDevice {
@@ -41,15 +55,23 @@ export interface RegisteredDevice extends VfioDevice {
   /** vfio%d */
   index: number;
   registered: boolean;
+  /** Bound through its cdev (device->cdev_opened). */
+  cdevOpened?: boolean;
 }
 
 export class Vfio {
   readonly iommuDrivers = new VfioIommuDrivers();
+  /** Containers opened and maybe not yet freed (debugfs-style leak checks prune the dead). */
+  readonly containers = new Set<VfioContainer>();
   private readonly groups = new Map<IommuGroup, VfioGroup>();
   private readonly indices = new Set<number>();
   readonly containerFops: FileOperations<VfioContainer>;
   readonly groupFops: FileOperations<VfioGroup>;
   readonly deviceFops: FileOperations<VfioDeviceFile>;
+  /** iommufd, in a kernel built with it (CONFIG_IOMMUFD): groups may be set on an iommufd. */
+  iommufd: IommufdSubsystem | null = null;
+  /** The device cdev (CONFIG_VFIO_DEVICE_CDEV): /dev/vfio/devices/vfioN. */
+  cdev: VfioCdev | null = null;
 
   constructor(
     private readonly vfs: Vfs,
@@ -64,7 +86,13 @@ export class Vfio {
     });
     this.deviceFops = this.deviceOps();
     vfs.devices.set("/dev/vfio/vfio", {
-      open: (_t, flags) => openContainer(this.containerFops, flags),
+      open: (task, flags) => {
+        // vfio_fops_open(): kzalloc of the container.
+        if (task.faults.should("slab", "vfio_container")) return err("ENOMEM");
+        const f = openContainer(this.containerFops, flags);
+        this.containers.add(f.priv);
+        return f;
+      },
     });
   }
 
@@ -106,6 +134,11 @@ export class Vfio {
     const df = this.deviceFileFrom(f);
     if (df) return this.iommu.enforceCacheCoherencyCapable(df.device.pdev);
     return true;
+  }
+
+  /** vfio_file_iommu_group(): a group file's IOMMU group (device cdev files have none). */
+  fileIommuGroup(f: File): IommuGroup | null {
+    return this.groupFromFile(f)?.iommuGroup ?? null;
   }
 
   /** vfio_file_set_kvm(): devices opened later sample it. */
@@ -173,6 +206,7 @@ export class Vfio {
     };
     this.indices.add(index);
     group.devices.push(vdev);
+    this.cdev?.add(vdev);
     return vdev;
   }
 
@@ -180,6 +214,7 @@ export class Vfio {
   unregisterGroupDev(vdev: RegisteredDevice): void {
     const g = vdev.group;
     vdev.registered = false;
+    this.cdev?.remove(vdev);
     g.devices.splice(g.devices.indexOf(vdev), 1);
     this.indices.delete(vdev.index);
     if (g.devices.length) return;
@@ -203,7 +238,18 @@ export class Vfio {
   private setContainer(g: VfioGroup, f: File, task: Task): number {
     const c = this.containerFromFile(f);
     if (c) return containerAttachGroup(c, g, this.iommu, task);
-    return err("EBADFD");
+    const ctx = this.iommufd ? this.iommufd.ctxFromFile(f) : err("EBADFD");
+    if (typeof ctx === "number") return err("EBADFD");
+    const r =
+      g.noiommu && ctx.sys.config.vfioNoiommu
+        ? vfioCompatSetNoIommu(ctx)
+        : vfioCompatIoasCreate(ctx, task);
+    if (r) {
+      ctx.put();
+      return r;
+    }
+    g.iommufd = ctx;
+    return 0;
   }
 
   /** vfio_group_ioctl_get_device_fd() */
@@ -214,8 +260,14 @@ export class Vfio {
     // vfio_df_group_open()
     if (!g.hasIommu()) return err("EINVAL");
     if (dev.openCount === 0) dev.kvm = g.kvm;
-    const r = this.dfOpen(df, task);
+    df.iommufd = (g.iommufd as IommufdCtx | null) ?? null;
+    let r = this.dfOpen(df, task);
+    if (!r && df.iommufd && dev.openCount === 1) {
+      r = vfioIommufdCompatAttachIoas(dev, df.iommufd, task);
+      if (r) this.dfClose(df);
+    }
     if (r) {
+      df.iommufd = null;
       if (dev.openCount === 0) dev.kvm = null;
       return r;
     }
@@ -223,12 +275,30 @@ export class Vfio {
     return task.files.install(new File(this.deviceFops, df, O_RDWR));
   }
 
-  /** vfio_df_open(): the first open uses the container and calls open_device. */
-  private dfOpen(df: VfioDeviceFile, task: Task): number {
+  /**
+   * vfio_df_open(): the first open binds the device to the file's iommufd, or uses the
+   * group's container, then calls open_device. Only the group path may open it twice.
+   */
+  dfOpen(df: VfioDeviceFile, task: Task): number {
     const dev = df.device;
     if (dev.openCount !== 0 && !df.group) return err("EINVAL");
     dev.openCount++;
     if (dev.openCount !== 1) return 0;
+    if (df.iommufd) {
+      // vfio_df_iommufd_bind() → vfio_iommufd_physical_bind()
+      const id = vfioIommufdPhysicalBind(this.iommu, dev, df.iommufd, task);
+      if (id < 0) {
+        dev.openCount--;
+        return id;
+      }
+      df.devid = id;
+      const r = dev.ops.openDevice?.(dev, task) ?? 0;
+      if (r) {
+        vfioIommufdPhysicalUnbind(dev);
+        dev.openCount--;
+      }
+      return r;
+    }
     const g = dev.group;
     // vfio_device_group_use_iommu() → vfio_group_use_container()
     if (!g.container?.driver) {
@@ -246,16 +316,37 @@ export class Vfio {
     return r;
   }
 
-  /** vfio_df_close(): the last close calls close_device and lets the group file go. */
-  private dfClose(df: VfioDeviceFile): void {
+  /**
+   * vfio_df_close(): the last close calls close_device, then unbinds from iommufd or lets
+   * the group's container and file go.
+   */
+  dfClose(df: VfioDeviceFile): void {
     const dev = df.device;
     dev.openCount--;
     if (dev.openCount !== 0) return;
     dev.ops.closeDevice?.(dev);
+    if (df.iommufd) {
+      vfioIommufdPhysicalUnbind(dev);
+      dev.kvm = null;
+      return;
+    }
     const g = dev.group;
     g.containerUsers--;
     dev.kvm = null;
     g.openedFile?.put();
+  }
+
+  /** vfio_device_block_group(): a cdev bind excludes the group path (EBUSY if it is open). */
+  deviceBlockGroup(dev: RegisteredDevice): number {
+    const g = dev.group;
+    if (g.openedFile) return err("EBUSY");
+    g.cdevDeviceOpenCnt++;
+    return 0;
+  }
+
+  /** vfio_device_unblock_group() */
+  deviceUnblockGroup(dev: RegisteredDevice): void {
+    dev.group.cdevDeviceOpenCnt--;
   }
 
   private deviceOps(): FileOperations<VfioDeviceFile> {
@@ -263,8 +354,14 @@ export class Vfio {
       name: "anon_inode:[vfio-device]",
       ioctl: (file, task, cmd, arg) => {
         const df = file.priv;
-        if (cmd === U.VFIO_DEVICE_BIND_IOMMUFD) return err("EINVAL"); // cdev only
+        // Without CONFIG_VFIO_DEVICE_CDEV the request is unknown.
+        if (cmd === U.VFIO_DEVICE_BIND_IOMMUFD)
+          return this.cdev ? this.cdev.bind(df, task, arg) : err("ENOTTY");
         if (!df.accessGranted) return err("EINVAL");
+        if (this.cdev && !df.group) {
+          if (cmd === U.VFIO_DEVICE_ATTACH_IOMMUFD_PT) return this.cdev.attachPt(df, task, arg);
+          if (cmd === U.VFIO_DEVICE_DETACH_IOMMUFD_PT) return this.cdev.detachPt(df, task, arg);
+        }
         return df.device.ops.ioctl(df.device, task, cmd, arg);
       },
       read: (file, task, out, pos) => {
@@ -281,7 +378,14 @@ export class Vfio {
       },
       release: (file) => {
         const df = file.priv;
-        if (df.group) this.dfClose(df);
+        if (df.group) {
+          // vfio_df_group_close()
+          this.dfClose(df);
+          df.iommufd = null;
+          if (df.device.openCount === 0) df.device.kvm = null;
+        } else {
+          this.cdev?.unbind(df);
+        }
       },
     };
   }

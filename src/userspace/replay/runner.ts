@@ -75,6 +75,17 @@ export class Runner {
     return b;
   }
 
+  /** A script value as the integer it stands for ("$name[+off]" → that fd or address). */
+  resolve(v: Json): bigint {
+    if (
+      typeof v === "string" &&
+      v.startsWith("$") &&
+      !this.names.has(v.slice(1).split("+")[0] as string)
+    )
+      throw new Error(`${v} is not bound`);
+    return this.int(v);
+  }
+
   /** int_value(): a number, "0x..", "$name[+off]", "NULL" → 64-bit unsigned. */
   private int(v: Json): bigint {
     if (typeof v === "number") return BigInt.asUintN(64, BigInt(v));

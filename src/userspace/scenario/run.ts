@@ -5,13 +5,17 @@
  * runner printed — the same lines a real kernel gives, so a scenario reads like a trace.
  */
 import type { Host } from "../../host/build.js";
-import type { TaskOptions } from "../../kernel/kernel.js";
+import type { Kernel, TaskOptions } from "../../kernel/kernel.js";
 import { CONSTANTS, STRUCTS } from "../../uapi/names.js";
-import { REQUESTS } from "../../uapi/requests.js";
+import { toPowerpc } from "../../uapi/ioctl.js";
+import { POWERPC_REQUESTS, REQUESTS } from "../../uapi/requests.js";
 import { bootHost } from "../boot.js";
 import { Runner } from "../replay/runner.js";
 import type { Json, Op } from "../replay/script.js";
+import { GuestOpError, NamedFds, runGuest, vmInfo } from "./guest.js";
 import type { Scenario, Step, Value } from "./schema.js";
+import { PowerOpError, runPowerOp } from "./power.js";
+import type { SpaprVmm } from "../vmm/spapr.js";
 
 export interface StepResult {
   index: number;
@@ -34,17 +38,41 @@ export interface ScenarioReport {
 /** Thrown for a step that cannot be turned into operations: reported as that step's failure. */
 class StepError extends Error {}
 
-export function runScenario(sc: Scenario, host: Host): ScenarioReport {
-  const kernel = bootHost(host, sc.kernel.cmdline);
+/** The kernel a scenario runs on, booted on `host` as the scenario's `kernel:` says. */
+export function bootScenario(sc: Scenario, host: Host): Kernel {
+  return bootHost(host, sc.kernel.cmdline, sc.kernel.profile, sc.kernel.tce_era);
+}
+
+/**
+ * `observe`, if given, is called after each step with the kernel as the step left it (the
+ * web explorer records processes, VFIO objects and VMs from kernel.debug to step through).
+ */
+export function runScenario(
+  sc: Scenario,
+  host: Host,
+  observe?: (step: StepResult, kernel: Kernel) => void,
+): ScenarioReport {
+  const kernel = bootScenario(sc, host);
   const runners = new Map<string, Runner>();
+  const fdNames = new Map<string, NamedFds>();
   for (const p of sc.processes) {
     const opts: TaskOptions = { uid: p.uid, ...(p.caps ? { caps: p.caps } : {}) };
     if (p.memlock !== undefined) opts.memlock = BigInt(p.memlock);
-    runners.set(p.name, new Runner(kernel.spawn(opts)));
+    const named = new NamedFds(kernel.spawn(opts));
+    fdNames.set(p.name, named);
+    runners.set(p.name, new Runner(named.syscalls));
   }
   const first = sc.processes[0]?.name as string;
   let seq = 0;
+  const vmms = new Map<NamedFds, SpaprVmm>();
+  // A POWER kernel's processes encode ioctl numbers in powerpc's layout.
+  powerpcLayout = kernel.powerpc !== null;
   const steps: StepResult[] = sc.steps.map((step, i) => {
+    const res = runStep(step, i);
+    observe?.(res, kernel);
+    return res;
+  });
+  function runStep(step: Step, i: number): StepResult {
     const proc = step.process ?? first;
     const runner = runners.get(proc);
     const res: StepResult = { index: i + 1, op: step.op, process: proc, results: [], failures: [] };
@@ -53,12 +81,32 @@ export function runScenario(sc: Scenario, host: Host): ScenarioReport {
       res.failures.push(`no process named "${proc}"`);
       return res;
     }
+    const names = fdNames.get(proc) as NamedFds;
     try {
-      for (const op of expand(step, runner, (o) => res.results.push(runner.step(o, ++seq)))) {
-        res.results.push(runner.step(op, ++seq));
+      if (step.op === "spapr_vmm" || step.op === "hcall") {
+        // power.ts: a POWER guest's TCE hypercalls and the VMM serving their exits.
+        const r = runPowerOp(step.op, step as unknown as Record<string, Value>, {
+          kernel,
+          runner,
+          names,
+          vmms,
+        });
+        res.results.push({ i: ++seq, ...r });
+      } else if (step.op === "guest" || step.op === "vm_info") {
+        // guest.ts: run a guest program on a vCPU / show KVM's state for a VM.
+        const env = { kernel, runner, names, seq: () => ++seq };
+        const s = step as unknown as Record<string, Value>;
+        if (step.op === "guest") res.results.push(...runGuest(s, env));
+        else res.results.push(vmInfo(s, env));
+      } else {
+        for (const op of expand(step, runner, (o) => res.results.push(runner.step(o, ++seq)))) {
+          res.results.push(runner.step(op, ++seq));
+          names.note(op.as);
+        }
       }
     } catch (e) {
-      if (!(e instanceof StepError)) throw e;
+      if (!(e instanceof StepError) && !(e instanceof GuestOpError) && !(e instanceof PowerOpError))
+        throw e;
       res.failures.push(e.message);
       return res;
     }
@@ -68,7 +116,7 @@ export function runScenario(sc: Scenario, host: Host): ScenarioReport {
       res.failures.push(`unexpected failure: ${String(last.errno)}`);
     }
     return res;
-  });
+  }
   const failed = steps.filter((s) => s.failures.length).length;
   return {
     name: sc.name,
@@ -131,10 +179,14 @@ function structArg(v: Value): Json {
   };
 }
 
+/** Set per run: the scenario's host is POWER (request numbers in powerpc's _IOC layout). */
+let powerpcLayout = false;
+
 function ioctlOp(step: Record<string, Value>, line: number): Op {
   const req = String(step.req);
-  const nr = REQUESTS.get(req);
-  if (nr === undefined) throw new StepError(`unknown request ${req}`);
+  const generic = REQUESTS.get(req) ?? (powerpcLayout ? POWERPC_REQUESTS.get(req) : undefined);
+  if (generic === undefined) throw new StepError(`unknown request ${req}`);
+  const nr = powerpcLayout ? toPowerpc(generic) : generic;
   const op: Op = {
     op: "ioctl",
     line,

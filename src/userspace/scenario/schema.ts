@@ -36,7 +36,18 @@ export const scenarioSchema = z.strictObject({
   description: z.string().optional(),
   /** A built-in host name, or a host file relative to the scenario. */
   host: z.string(),
-  kernel: z.strictObject({ cmdline: z.string().default("") }).default({ cmdline: "" }),
+  kernel: z
+    .strictObject({
+      cmdline: z.string().default(""),
+      /** The kernel era KVM follows (kernel/kvm/profile.ts); default 6.12. */
+      profile: z.enum(["6.12", "3.15", "3.13"]).optional(),
+      /**
+       * POWER hosts: whose TCE hypercall path KVM follows, 6.12 (virtual mode, then the VMM)
+       * or 5.18 (real mode first; the real-mode handlers were retired in 5.19).
+       */
+      tce_era: z.enum(["6.12", "5.18"]).optional(),
+    })
+    .default({ cmdline: "" }),
   processes: z
     .array(
       z.strictObject({

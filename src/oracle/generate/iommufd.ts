@@ -1,0 +1,594 @@
+/**
+ * iommufd (the "iommufd" kernel: iommufd built in, the VFIO device cdev, /dev/vfio/vfio
+ * provided by iommufd): IOAS_ALLOC/MAP/UNMAP/COPY/IOVA_RANGES/ALLOW_IOVAS/OPTION/DESTROY
+ * sweeps over sizes, flags, alignments and every way a range meets an existing one;
+ * the cdev's BIND/ATTACH/DETACH with each kind of fd and id; HWPT_ALLOC and GET_HW_INFO
+ * flags and lengths; the compat container on iommufd. Object ids are the kernel's
+ * (1, 2, ... in allocation order): every allocation here succeeds, so the ids written
+ * in later operations are known.
+ */
+import * as I from "../../uapi/iommufd.js";
+import * as V from "../../uapi/vfio.js";
+import type { CaseSpec } from "../case.js";
+import { SMALL, bindVfio, permutations } from "./common.js";
+import { Script, raw, st, v64, type GeneratedCase } from "./dsl.js";
+
+export const IOMMUFD_SMALL: CaseSpec = { ...SMALL, kernel: "iommufd" };
+
+const K = 1024;
+const M = K * K;
+const RW = I.IOMMU_IOAS_MAP_READABLE | I.IOMMU_IOAS_MAP_WRITEABLE;
+const FIXED = I.IOMMU_IOAS_MAP_FIXED_IOVA | RW;
+const NIC = "0000:02:00.0";
+
+/** /dev/iommu as i, a 8M buffer, an IOAS with id 1. */
+function ready(name: string, note: string): Script {
+  const s = new Script(name, note);
+  s.open("/dev/iommu", "i");
+  s.mmap(8 * M, "buf");
+  s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
+  return s;
+}
+
+function map(
+  s: Script,
+  iova: number | bigint,
+  length: number | bigint,
+  o: { ioas?: number; flags?: number; va?: string; size?: number; note?: string } = {},
+): void {
+  s.ioctl(
+    "$i",
+    "IOMMU_IOAS_MAP",
+    st(I.iommu_ioas_map, {
+      size: o.size ?? 40,
+      flags: o.flags ?? FIXED,
+      ioas_id: o.ioas ?? 1,
+      user_va: o.va ?? "$buf",
+      length: v64(length),
+      iova: v64(iova),
+    }),
+    o.note ? { note: o.note } : {},
+  );
+}
+
+function unmap(
+  s: Script,
+  iova: number | bigint,
+  length: number | bigint,
+  o: { ioas?: number; size?: number; note?: string } = {},
+): void {
+  s.ioctl(
+    "$i",
+    "IOMMU_IOAS_UNMAP",
+    st(I.iommu_ioas_unmap, {
+      size: o.size ?? 24,
+      ioas_id: o.ioas ?? 1,
+      iova: v64(iova),
+      length: v64(length),
+    }),
+    o.note ? { note: o.note } : {},
+  );
+}
+
+function ranges(s: Script, ioas = 1, note?: string): void {
+  s.ioctl(
+    "$i",
+    "IOMMU_IOAS_IOVA_RANGES",
+    st(I.iommu_ioas_iova_ranges, { size: 32, ioas_id: ioas, num_iovas: 8, allowed_iovas: "$rg" }),
+    note ? { note } : {},
+  );
+}
+
+/** The nic on vfio-pci and its cdev open as d (not bound). */
+function cdev(s: Script): void {
+  bindVfio(s, NIC);
+  s.readlink("/sys/class/vfio-dev/vfio0", "the device's cdev");
+  s.open("/dev/vfio/devices/vfio0", "d");
+}
+
+const bind = (
+  s: Script,
+  fd: string | number,
+  o: { argsz?: number; flags?: number; note?: string } = {},
+) =>
+  s.ioctl(
+    "$d",
+    "VFIO_DEVICE_BIND_IOMMUFD",
+    st(V.vfio_device_bind_iommufd, { argsz: o.argsz ?? 16, flags: o.flags ?? 0, iommufd: fd }),
+    o.note ? { note: o.note } : {},
+  );
+const attach = (s: Script, pt: number, o: { argsz?: number; flags?: number; note?: string } = {}) =>
+  s.ioctl(
+    "$d",
+    "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+    st(V.vfio_device_attach_iommufd_pt, { argsz: o.argsz ?? 12, flags: o.flags ?? 0, pt_id: pt }),
+    o.note ? { note: o.note } : {},
+  );
+const detach = (s: Script, note?: string) =>
+  s.ioctl(
+    "$d",
+    "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+    st(V.vfio_device_detach_iommufd_pt, { argsz: 8 }),
+    note ? { note } : {},
+  );
+
+const RELATIONS: [string, (a: number, b: number) => [number, number]][] = [
+  ["before", (a) => [a - 3 * 64 * K, a - 2 * 64 * K]],
+  ["meets", (a) => [a - 64 * K, a]],
+  ["overlaps", (a) => [a - 32 * K, a + 32 * K]],
+  ["starts", (a) => [a, a + 32 * K]],
+  ["during", (a) => [a + 16 * K, a + 48 * K]],
+  ["finishes", (a, b) => [a + 32 * K, b]],
+  ["equals", (a, b) => [a, b]],
+  ["finished-by", (a, b) => [a - 32 * K, b]],
+  ["contains", (a, b) => [a - 32 * K, b + 32 * K]],
+  ["started-by", (a, b) => [a, b + 32 * K]],
+  ["overlapped-by", (_a, b) => [b - 32 * K, b + 32 * K]],
+  ["met-by", (_a, b) => [b, b + 64 * K]],
+  ["after", (_a, b) => [b + 64 * K, b + 128 * K]],
+];
+
+export function generate(): GeneratedCase[] {
+  const out: GeneratedCase[] = [];
+  const mk = (s: Script) =>
+    out.push({ name: s.name, family: "iommufd", spec: IOMMUFD_SMALL, script: s });
+  const A = 16 * M;
+  const B = A + 64 * K;
+
+  // IOAS_ALLOC size and flags; DESTROY of each kind of id
+  {
+    const s = new Script(
+      "ioas-alloc",
+      "IOAS_ALLOC with each struct size and flag bit; DESTROY of each id",
+    );
+    s.open("/dev/iommu", "i");
+    for (const size of [0, 4, 8, 11, 12, 13, 16, 64, 4096])
+      s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size }), { note: `size ${size}` });
+    for (const b of [0, 1, 2, 7, 31])
+      s.ioctl(
+        "$i",
+        "IOMMU_IOAS_ALLOC",
+        st(I.iommu_ioas_alloc, { size: 12, flags: (1 << b) >>> 0 }),
+        { note: `flag bit ${b}` },
+      );
+    s.ioctl("$i", "IOMMU_IOAS_ALLOC", "NULL", { note: "NULL" });
+    for (const id of [0, 1, 1, 2, 99, 0xffffffff])
+      s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id }), {
+        note: `destroy ${id}`,
+      });
+    for (const size of [0, 4, 7, 16])
+      s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size, id: 3 }), {
+        note: `destroy size ${size}`,
+      });
+    mk(s);
+  }
+  // MAP: struct size, flags, alignment
+  {
+    const s = ready("map-size", "IOAS_MAP with each struct size");
+    [0, 8, 32, 39, 40, 41, 48, 64, 4096].forEach((size, i) =>
+      map(s, 32 * M + i * M, 64 * K, { size, note: `size ${size}` }),
+    );
+    mk(s);
+  }
+  for (const [lo, hi] of [
+    [0, 8],
+    [8, 32],
+  ] as const) {
+    const s = ready(
+      `map-flags-${lo}-${hi - 1}`,
+      `IOAS_MAP with flag bit ${lo}..${hi - 1}, alone and with FIXED|READ|WRITE`,
+    );
+    for (let b = lo; b < hi; b++) {
+      map(s, 32 * M + b * 2 * M, 64 * K, { flags: (1 << b) >>> 0, note: `bit ${b}` });
+      map(s, 32 * M + b * 2 * M + M, 64 * K, {
+        flags: (FIXED | (1 << b)) >>> 0,
+        note: `FIXED|RW|bit ${b}`,
+      });
+    }
+    mk(s);
+  }
+  for (const [what, offs] of [
+    ["iova", [1, 0x800, 0xfff, 0x1000, 0x10000, 0x1fffff]],
+    ["va", [1, 0x800, 0xfff, 0x1000, 0x3000, 0x100000]],
+    ["length", [0, 1, 0x800, 0xfff, 0x1000, 0x1001, 0x10000]],
+  ] as const) {
+    const s = ready(`map-align-${what}`, `IOAS_MAP with the ${what} off alignment`);
+    offs.forEach((o, i) => {
+      const base = 64 * M + i * 4 * M;
+      map(s, what === "iova" ? base + o : base, what === "length" ? o : 64 * K, {
+        va: what === "va" ? `$buf+0x${o.toString(16)}` : "$buf",
+        note: `${what} +0x${o.toString(16)}`,
+      });
+    });
+    unmap(s, 64 * M + 1, 4 * K, { note: "unaligned unmap" });
+    mk(s);
+  }
+  {
+    const s = ready("map-allocated-iova", "IOAS_MAP without FIXED_IOVA: the kernel picks iovas");
+    for (const len of [4 * K, 64 * K, 2 * M, 4 * K, 3 * 4 * K])
+      map(s, 0, len, { flags: RW, note: `length ${len}` });
+    map(s, 0, 64 * K, { flags: RW, va: "$buf+0x1000", note: "va offset 4K" });
+    map(s, 0, 64 * K, { flags: RW, va: "$buf+0x800", note: "va not page aligned" });
+    s.mmap(4096, "rg");
+    ranges(s);
+    unmap(s, 0, 0n - 1n, { note: "everything" });
+    mk(s);
+  }
+  // MAP and UNMAP against an existing range, every relation
+  for (const [rel, f] of RELATIONS) {
+    const [c, d] = f(A, B);
+    const s = ready(`map-${rel}`, `IOAS_MAP(FIXED) of a range that ${rel} an existing 64K mapping`);
+    map(s, A, B - A, { note: "existing" });
+    map(s, c, d - c, { va: "$buf+0x100000", note: rel });
+    unmap(s, c, d - c, { note: "unmap the candidate's range" });
+    unmap(s, A, B - A, { note: "unmap the original" });
+    map(s, c, d - c, { va: "$buf+0x100000", note: "alone" });
+    unmap(s, 0, 0n - 1n, { note: "all" });
+    mk(s);
+  }
+  for (const [rel, f] of RELATIONS) {
+    const [c, d] = f(A, B);
+    const s = ready(
+      `unmap-${rel}`,
+      `IOAS_UNMAP of a range that ${rel} a 64K mapping between two others`,
+    );
+    map(s, A - 64 * K, 64 * K, { va: "$buf+0x20000" });
+    map(s, A, B - A);
+    map(s, B, 64 * K, { va: "$buf+0x10000" });
+    unmap(s, c, d - c, { note: rel });
+    unmap(s, A - 64 * K, 3 * 64 * K, { note: "the rest" });
+    mk(s);
+  }
+  // UNMAP sizes, COPY
+  {
+    const s = ready("unmap-size", "IOAS_UNMAP with each struct size; unmap everything");
+    [0, 8, 16, 23, 24, 25, 32, 4096].forEach((size, i) => {
+      map(s, 32 * M + i * M, 64 * K);
+      unmap(s, 32 * M + i * M, 64 * K, { size, note: `size ${size}` });
+    });
+    unmap(s, 0, 0n - 1n, { note: "all: iova 0, length ~0" });
+    unmap(s, 0, 0n - 1n, { note: "again" });
+    unmap(s, 0, 0, { note: "length 0" });
+    mk(s);
+  }
+  {
+    const s = ready("copy", "IOAS_COPY between IOASes: flags, sizes, ranges, missing ids");
+    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 2" });
+    map(s, A, 128 * K);
+    const copy = (
+      dst: number,
+      src: number,
+      len: number,
+      dIova: number,
+      sIova: number,
+      o: { flags?: number; size?: number; note?: string } = {},
+    ) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_IOAS_COPY",
+        st(I.iommu_ioas_copy, {
+          size: o.size ?? 40,
+          flags: o.flags ?? FIXED,
+          dst_ioas_id: dst,
+          src_ioas_id: src,
+          length: len,
+          dst_iova: dIova,
+          src_iova: sIova,
+        }),
+        o.note ? { note: o.note } : {},
+      );
+    copy(2, 1, 128 * K, A, A, { note: "all of it" });
+    copy(2, 1, 64 * K, A, A, { note: "over an existing copy" });
+    copy(2, 1, 64 * K, 32 * M, A + 32 * K, { note: "from the middle" });
+    copy(2, 1, 256 * K, 48 * M, A, { note: "longer than the source" });
+    copy(2, 1, 64 * K, 64 * M, 48 * M, { note: "nothing mapped at the source" });
+    copy(1, 1, 64 * K, 80 * M, A, { note: "within one IOAS" });
+    copy(2, 9, 64 * K, 96 * M, A, { note: "no such source" });
+    copy(9, 1, 64 * K, 96 * M, A, { note: "no such destination" });
+    copy(2, 1, 64 * K, 0, A, { flags: RW, note: "destination iova allocated" });
+    copy(2, 1, 64 * K, 112 * M, A, { flags: FIXED | 8, note: "an unknown flag" });
+    for (const size of [0, 32, 39, 48])
+      copy(2, 1, 64 * K, 128 * M, A, { size, note: `size ${size}` });
+    mk(s);
+  }
+  // IOVA_RANGES and ALLOW_IOVAS
+  {
+    const s = ready("iova-ranges", "IOVA_RANGES with each num_iovas and size; ALLOW_IOVAS");
+    s.mmap(4096, "rg");
+    for (const n of [0, 1, 2, 8])
+      s.ioctl(
+        "$i",
+        "IOMMU_IOAS_IOVA_RANGES",
+        st(I.iommu_ioas_iova_ranges, { size: 32, ioas_id: 1, num_iovas: n, allowed_iovas: "$rg" }),
+        { note: `num_iovas ${n}` },
+      );
+    for (const size of [0, 16, 24, 31, 40])
+      s.ioctl(
+        "$i",
+        "IOMMU_IOAS_IOVA_RANGES",
+        st(I.iommu_ioas_iova_ranges, { size, ioas_id: 1, num_iovas: 8, allowed_iovas: "$rg" }),
+        { note: `size ${size}` },
+      );
+    s.ioctl(
+      "$i",
+      "IOMMU_IOAS_IOVA_RANGES",
+      st(I.iommu_ioas_iova_ranges, { size: 32, ioas_id: 7, num_iovas: 8, allowed_iovas: "$rg" }),
+      { note: "no such IOAS" },
+    );
+    const allow = (ranges: [number, number][], note: string) => {
+      s.fill(
+        "rg",
+        0,
+        ranges
+          .map(([a, b]) =>
+            Buffer.from(new BigUint64Array([BigInt(a), BigInt(b)]).buffer).toString("hex"),
+          )
+          .join("") || "00",
+      );
+      s.ioctl(
+        "$i",
+        "IOMMU_IOAS_ALLOW_IOVAS",
+        st(I.iommu_ioas_allow_iovas, {
+          size: 24,
+          ioas_id: 1,
+          num_iovas: ranges.length,
+          allowed_iovas: "$rg",
+        }),
+        { note },
+      );
+    };
+    allow([[16 * M, 32 * M - 1]], "allow [16M, 32M)");
+    map(s, 8 * M, 64 * K, { note: "outside the allowed range" });
+    map(s, 16 * M, 64 * K, { note: "inside" });
+    map(s, 0, 64 * K, { flags: RW, note: "allocated iova: inside" });
+    allow([[64 * M, 128 * M - 1]], "allow only [64M, 128M) while a mapping is outside");
+    allow(
+      [
+        [16 * M, 32 * M - 1],
+        [24 * M, 40 * M - 1],
+      ],
+      "overlapping ranges",
+    );
+    allow([[32 * M, 16 * M]], "start after last");
+    allow([[16 * M + 1, 32 * M - 1]], "unaligned start");
+    allow([], "none: everything allowed again");
+    ranges(s, 1, "after");
+    mk(s);
+  }
+  // OPTION
+  {
+    const s = ready("option", "IOMMU_OPTION: each option x op x object");
+    for (const id of [0, 1, 2])
+      for (const op of [I.IOMMU_OPTION_OP_GET, I.IOMMU_OPTION_OP_SET, 2])
+        for (const obj of [0, 1])
+          s.ioctl(
+            "$i",
+            "IOMMU_OPTION",
+            st(I.iommu_option, { size: 24, option_id: id, op, object_id: obj, val64: 1 }),
+            { note: `option ${id} op ${op} object ${obj}` },
+          );
+    for (const v of [0, 2])
+      s.ioctl(
+        "$i",
+        "IOMMU_OPTION",
+        st(I.iommu_option, { size: 24, option_id: 1, op: 0, object_id: 1, val64: v }),
+        { note: `HUGE_PAGES := ${v}` },
+      );
+    map(s, A, 64 * K, { note: "a mapping" });
+    s.ioctl(
+      "$i",
+      "IOMMU_OPTION",
+      st(I.iommu_option, { size: 24, option_id: 1, op: 0, object_id: 1, val64: 1 }),
+      { note: "HUGE_PAGES while mapped" },
+    );
+    s.ioctl(
+      "$i",
+      "IOMMU_OPTION",
+      st(I.iommu_option, { size: 16, option_id: 1, op: 1, object_id: 1 }),
+      { note: "size 16" },
+    );
+    mk(s);
+  }
+  // the cdev: BIND with each argsz, flags and fd kind; ATTACH each kind of id
+  {
+    const s = new Script("cdev-bind-args", "BIND_IOMMUFD argsz, flags and each kind of fd");
+    s.open("/dev/iommu", "i");
+    cdev(s);
+    s.eventfd("ev");
+    s.open("/dev/iommu", "i2");
+    s.close("$i2");
+    for (const a of [0, 8, 11, 12, 15, 17, 32]) bind(s, "$i", { argsz: a, note: `argsz ${a}` });
+    for (const b of [0, 1, 31]) bind(s, "$i", { flags: (1 << b) >>> 0, note: `flag bit ${b}` });
+    for (const [fd, what] of [
+      [-1, "-1"],
+      ["$ev", "an eventfd"],
+      ["$d", "the device itself"],
+      ["$i2", "a closed iommufd"],
+      [1000, "1000"],
+    ] as const)
+      bind(s, fd, { note: what });
+    bind(s, "$i", { note: "the iommufd: devid 1" });
+    bind(s, "$i", { note: "again" });
+    s.open("/dev/vfio/devices/vfio0", "d2", ["O_RDWR"], "a second open of the cdev");
+    mk(s);
+  }
+  {
+    const s = new Script(
+      "cdev-attach-ids",
+      "ATTACH_IOMMUFD_PT with each kind of id; DETACH; DESTROY while attached",
+    );
+    s.open("/dev/iommu", "i");
+    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
+    cdev(s);
+    attach(s, 1, { note: "before bind" });
+    bind(s, "$i", { note: "devid 2" });
+    for (const [pt, what] of [
+      [0, "0"],
+      [2, "the device's own id"],
+      [99, "no such object"],
+    ] as const)
+      attach(s, pt, { note: what });
+    for (const a of [0, 8, 11, 16]) attach(s, 1, { argsz: a, note: `argsz ${a}` });
+    attach(s, 1, { flags: 1, note: "flags 1" });
+    attach(s, 1, { note: "ioas 1" });
+    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 3" });
+    attach(s, 3, { note: "replace with ioas 3" });
+    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 3 }), {
+      note: "destroy the attached IOAS",
+    });
+    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 1 }), {
+      note: "destroy the other",
+    });
+    detach(s, "detach");
+    detach(s, "detach again");
+    s.ioctl(
+      "$d",
+      "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+      st(V.vfio_device_detach_iommufd_pt, { argsz: 4 }),
+      { note: "argsz 4" },
+    );
+    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 3 }), {
+      note: "destroy after detach",
+    });
+    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 2 }), {
+      note: "destroy the device's id",
+    });
+    mk(s);
+  }
+  // cdev walks: open, bind, attach, map, close in each order (the iommufd and the cdev)
+  type A = "bind" | "attach" | "map" | "closeI";
+  for (const p of permutations<A>(["bind", "attach", "map", "closeI"])) {
+    const s = new Script(`cdev-walk-${p.join("-")}`, `cdev and iommufd: ${p.join(", ")}`);
+    s.open("/dev/iommu", "i");
+    s.mmap(M, "buf");
+    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
+    cdev(s);
+    for (const a of p) {
+      if (a === "bind") bind(s, "$i", { note: "bind: devid 2" });
+      else if (a === "attach") attach(s, 1, { note: "attach ioas 1" });
+      else if (a === "map") map(s, A, 64 * K, { note: "map" });
+      else if (a === "closeI") s.close("$i", "close the iommufd");
+      s.ioctl("$d", "VFIO_DEVICE_GET_INFO", st(V.vfio_device_info, { argsz: 24 }), {
+        note: "is the device usable?",
+      });
+    }
+    s.close("$d");
+    s.open("/dev/vfio/devices/vfio0", "d2", ["O_RDWR"], "the cdev again");
+    s.open("/dev/vfio/5", "g", ["O_RDWR"], "or the group");
+    mk(s);
+  }
+  // HWPT_ALLOC flags and data types; GET_HW_INFO lengths
+  {
+    const s = new Script(
+      "hwpt-alloc-args",
+      "HWPT_ALLOC with each flag, data type and size; GET_HW_INFO lengths",
+    );
+    s.open("/dev/iommu", "i");
+    s.mmap(4096, "hw");
+    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
+    cdev(s);
+    bind(s, "$i", { note: "devid 2" });
+    const hwpt = (o: {
+      flags?: number;
+      dev?: number;
+      pt?: number;
+      type?: number;
+      len?: number;
+      size?: number;
+      note: string;
+    }) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_HWPT_ALLOC",
+        st(I.iommu_hwpt_alloc, {
+          size: o.size ?? 48,
+          flags: o.flags ?? 0,
+          dev_id: o.dev ?? 2,
+          pt_id: o.pt ?? 1,
+          data_type: o.type ?? 0,
+          data_len: o.len ?? 0,
+          data_uptr: o.len ? "$hw" : 0,
+        }),
+        { note: o.note },
+      );
+    for (const b of [0, 1, 2, 3, 31]) hwpt({ flags: (1 << b) >>> 0, note: `flag bit ${b}` });
+    for (const t of [1, 2, 99]) hwpt({ type: t, len: 24, note: `data type ${t}` });
+    hwpt({ type: 0, len: 24, note: "type NONE with data" });
+    for (const size of [0, 24, 40, 44, 56]) hwpt({ size, note: `size ${size}` });
+    hwpt({ dev: 1, note: "dev_id is the IOAS" });
+    hwpt({ pt: 2, note: "pt_id is the device" });
+    hwpt({ note: "a paging hwpt" });
+    const info = (len: number, size = 32, note = `data_len ${len}`) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_GET_HW_INFO",
+        st(I.iommu_hw_info, { size, dev_id: 2, data_len: len, data_uptr: "$hw" }),
+        { note },
+      );
+    for (const len of [0, 4, 8, 23, 24, 32]) info(len);
+    for (const size of [0, 24, 31, 40]) info(24, size, `size ${size}`);
+    mk(s);
+  }
+  // the compat container: extensions, SET_IOMMU types, MAP/UNMAP relations
+  {
+    const s = new Script(
+      "compat-extensions",
+      "/dev/vfio/vfio from iommufd: extensions and SET_IOMMU types",
+    );
+    s.open("/dev/vfio/vfio", "c");
+    s.ioctl("$c", "VFIO_GET_API_VERSION", 0);
+    for (let e = 0; e <= 12; e++)
+      s.ioctl("$c", "VFIO_CHECK_EXTENSION", e, { note: `extension ${e}` });
+    for (const t of [0, 1, 2, 7, 8, 3])
+      s.ioctl("$c", "VFIO_SET_IOMMU", t, { note: `type ${t}, no group` });
+    mk(s);
+  }
+  for (const t of [V.VFIO_TYPE1_IOMMU, V.VFIO_TYPE1v2_IOMMU]) {
+    const tag = t === V.VFIO_TYPE1_IOMMU ? "type1" : "type1v2";
+    const s = new Script(
+      `compat-${tag}`,
+      `the compat container with ${tag}: maps, partial unmaps, GET_INFO`,
+    );
+    bindVfio(s, NIC);
+    s.open("/dev/vfio/vfio", "c");
+    s.open("/dev/vfio/5", "g");
+    s.ioctl("$g", "VFIO_GROUP_SET_CONTAINER", raw(["s32", "fd", "$c"]));
+    s.ioctl("$c", "VFIO_SET_IOMMU", t);
+    s.mmap(4 * M, "buf");
+    const cmap = (iova: number, size: number, flags = 3, note?: string) =>
+      s.ioctl(
+        "$c",
+        "VFIO_IOMMU_MAP_DMA",
+        st(V.vfio_iommu_type1_dma_map, { argsz: 32, flags, vaddr: "$buf", iova, size }),
+        note ? { note } : {},
+      );
+    const cunmap = (iova: number, size: number, flags = 0, note?: string) =>
+      s.ioctl(
+        "$c",
+        "VFIO_IOMMU_UNMAP_DMA",
+        st(V.vfio_iommu_type1_dma_unmap, { argsz: 24, flags, iova, size }),
+        note ? { note } : {},
+      );
+    cmap(A, 2 * M);
+    cunmap(A + 64 * K, 64 * K, 0, "a hole");
+    cunmap(A, 4 * K, 0, "the first page");
+    cunmap(A - M, 2 * M, 0, "over the start");
+    cunmap(A, 2 * M, 0, "all that is left");
+    cmap(A, 64 * K, 1, "read-only");
+    cmap(A + M, 64 * K, 4, "VADDR flag");
+    cunmap(0, 0, 2, "UNMAP_ALL");
+    cunmap(0, 0, 4, "VADDR");
+    s.ioctl(
+      "$c",
+      "VFIO_IOMMU_GET_INFO",
+      st(V.vfio_iommu_type1_info, { argsz: 128 }, { tail: { name: "caps", size: 104 } }),
+    );
+    s.ioctl(
+      "$c",
+      "VFIO_IOMMU_DIRTY_PAGES",
+      st(V.vfio_iommu_type1_dirty_bitmap, { argsz: 8, flags: 1 }),
+    );
+    mk(s);
+  }
+  return out;
+}

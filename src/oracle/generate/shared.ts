@@ -1,0 +1,103 @@
+/**
+ * A group of more than one device: two e1000 functions (01:00.0, 01:00.1) behind a root
+ * port without ACS share group 1 with the port. The group is viable only when every
+ * endpoint in it is bound to vfio-pci (or to no driver; the port stays with pcieport):
+ * walks over the order of binding each function, opening the group and attaching it,
+ * device fds for each function, and a function leaving for its driver while the group is
+ * in use (never one with an open device fd: its unbind would wait for the fd).
+ */
+import * as V from "../../uapi/vfio.js";
+import { SHARED, bindVfio, getDevice, groupStatus, permutations, setContainer } from "./common.js";
+import { Script, type GeneratedCase } from "./dsl.js";
+
+const F0 = "0000:01:00.0";
+const F1 = "0000:01:00.1";
+const GROUP = 1;
+
+export function generate(): GeneratedCase[] {
+  const out: GeneratedCase[] = [];
+  const mk = (s: Script) =>
+    out.push({ name: s.name, family: "vfio-shared", spec: SHARED, script: s });
+
+  type A = "bind0" | "bind1" | "open" | "set";
+  const SHORT: Record<A, string> = { bind0: "b0", bind1: "b1", open: "O", set: "S" };
+  for (const p of permutations<A>(["bind0", "bind1", "open", "set"])) {
+    if (p.indexOf("open") > p.indexOf("set")) continue;
+    const s = new Script(
+      `viable-${p.map((a) => SHORT[a]).join("-")}`,
+      `a two-function group: ${p.join(", ")}`,
+    );
+    s.open("/dev/vfio/vfio", "c");
+    let opened = false;
+    for (const a of p) {
+      if (a === "bind0") bindVfio(s, F0);
+      else if (a === "bind1") bindVfio(s, F1);
+      else if (a === "open") {
+        s.open(`/dev/vfio/${GROUP}`, "g", ["O_RDWR", "O_CLOEXEC"], "open the group");
+        opened = true;
+      } else setContainer(s, "g", "c", "attach");
+      if (opened) groupStatus(s, "g");
+    }
+    s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
+    getDevice(s, "g", F0, "d0");
+    getDevice(s, "g", F1, "d1");
+    getDevice(s, "g", "0000:00:02.0", "dport", "the root port in the same group");
+    s.readlink(`/sys/bus/pci/devices/${F0}/iommu_group`);
+    mk(s);
+  }
+  {
+    const s = new Script(
+      "sibling-leaves",
+      "the second function goes back to e1000 while the group is attached",
+    );
+    bindVfio(s, F0);
+    bindVfio(s, F1);
+    s.open("/dev/vfio/vfio", "c");
+    s.open(`/dev/vfio/${GROUP}`, "g");
+    setContainer(s, "g", "c");
+    s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
+    getDevice(s, "g", F0, "d0", "a device fd for the first function only");
+    s.sysfsWrite(`/sys/bus/pci/devices/${F1}/driver_override`, "e1000");
+    s.sysfsWrite(`/sys/bus/pci/devices/${F1}/driver/unbind`, F1, "the second leaves vfio-pci");
+    s.readlink(`/sys/bus/pci/devices/${F1}/driver`);
+    s.sysfsWrite("/sys/bus/pci/drivers_probe", F1, "and is probed (driver_override says e1000)");
+    s.readlink(`/sys/bus/pci/devices/${F1}/driver`);
+    groupStatus(s, "g");
+    getDevice(s, "g", F0, "d0b", "another fd for the first");
+    s.ioctl("$d0", "VFIO_DEVICE_RESET", 0);
+    s.open(`/dev/vfio/${GROUP}`, "g2", ["O_RDWR"], "the group node again");
+    mk(s);
+  }
+  {
+    const s = new Script(
+      "both-devices",
+      "device fds for both functions, closed and reopened; hot reset info",
+    );
+    bindVfio(s, F0);
+    bindVfio(s, F1);
+    s.open("/dev/vfio/vfio", "c");
+    s.open(`/dev/vfio/${GROUP}`, "g");
+    setContainer(s, "g", "c");
+    s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
+    getDevice(s, "g", F0, "d0");
+    getDevice(s, "g", F1, "d1");
+    for (const d of ["d0", "d1"]) {
+      s.ioctl(`$${d}`, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", {
+        struct: [
+          ["u32", "argsz", 64],
+          ["u32", "flags", 0],
+          ["u32", "count", 0],
+          ["bytes:52", "devices", null],
+        ],
+      });
+      s.ioctl(`$${d}`, "VFIO_DEVICE_RESET", 0);
+    }
+    s.close("$d0");
+    s.ioctl("$g", "VFIO_GROUP_UNSET_CONTAINER", 0, { note: "one device fd still open" });
+    s.close("$d1");
+    s.ioctl("$g", "VFIO_GROUP_UNSET_CONTAINER", 0, { note: "none open" });
+    groupStatus(s, "g");
+    mk(s);
+  }
+  return out;
+}

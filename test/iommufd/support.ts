@@ -1,0 +1,225 @@
+/**
+ * What the iommufd tests share: a kernel booted from a snapshot the oracle recorded on its
+ * iommufd kernel (VT-d with Snoop Control; nvme 01:00.0 in group 4, e1000e 02:00.0 in group
+ * 5), a process that packs uAPI structs into its own memory and issues requests by number,
+ * and a leak check that compares what the kernel holds before and after a flow.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadHost } from "../../src/host/load.js";
+import type { TaskSyscalls } from "../../src/kernel/core/syscalls.js";
+import type { Kernel, TaskOptions } from "../../src/kernel/kernel.js";
+import { errnoName } from "../../src/uapi/errno.js";
+import * as I from "../../src/uapi/iommufd.js";
+import type { FieldType, StructCodec } from "../../src/uapi/struct.js";
+import {
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  O_RDWR,
+  O_WRONLY,
+  PROT_READ,
+  PROT_WRITE,
+} from "../../src/uapi/syscalls.js";
+import * as V from "../../src/uapi/vfio.js";
+import { bootHost } from "../../src/userspace/boot.js";
+import { ROOT } from "../support/paths.js";
+
+export const CASES = join(ROOT, "test", "oracle", "cases");
+export const NVME = "0000:01:00.0";
+export const E1000E = "0000:02:00.0";
+export const PAGE = 4096n;
+
+/** A kernel booted on the iommufd kernel's snapshot (the build follows the snapshot). */
+export async function bootIommufd(name = "cdev-bind"): Promise<Kernel> {
+  const host = await loadHost(join(CASES, name, "snapshot.tar.gz"));
+  const k = bootHost(host);
+  assert.ok(k.iommufd, "the snapshot's kernel is the iommufd build");
+  return k;
+}
+
+type Fields = readonly (readonly [string, FieldType])[];
+type Values<F extends Fields> = Partial<ReturnType<StructCodec<F>["decode"]>>;
+
+/** A process of the model: structs in its memory, requests by number, results as -errno. */
+export class Proc {
+  /** Scratch memory for structs (first 64 KiB) and arrays (the rest). */
+  readonly buf: bigint;
+  constructor(
+    readonly k: Kernel,
+    readonly sys: TaskSyscalls,
+  ) {
+    this.buf = this.mmap(1 << 20);
+    // Fault the scratch buffer in now, so that a fault injected later never lands in it.
+    assert.ok(this.sys.poke(this.buf, new Uint8Array(1 << 20)));
+  }
+
+  static spawn(k: Kernel, opts: TaskOptions = {}): Proc {
+    return new Proc(k, k.spawn(opts));
+  }
+
+  mmap(len: number, prot = PROT_READ | PROT_WRITE): bigint {
+    const a = this.sys.mmap(0n, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+    assert.ok(a > 0n, `mmap: ${a}`);
+    return a;
+  }
+
+  /** Touch every page of a buffer (so that it holds frames before a baseline is taken). */
+  touch(addr: bigint, len: number): void {
+    assert.ok(this.sys.poke(addr, new Uint8Array(len)));
+  }
+
+  open(path: string): number {
+    return this.sys.open(path, O_RDWR);
+  }
+
+  poke(off: number, data: Uint8Array): void {
+    assert.ok(this.sys.poke(this.buf + BigInt(off), data));
+  }
+
+  peek(off: number, len: number): Uint8Array {
+    return this.sys.peek(this.buf + BigInt(off), len) as Uint8Array;
+  }
+
+  /**
+   * An ioctl on a struct placed at the start of the scratch buffer, zeros after it;
+   * `size` overrides the size/argsz field's value, `raw` the struct bytes altogether.
+   */
+  cmd<F extends Fields>(
+    fd: number,
+    req: number,
+    codec: StructCodec<F>,
+    values: Values<F>,
+    opts: { tail?: Uint8Array } = {},
+  ) {
+    const first = codec.fields[0]?.[0] as string;
+    const v = { [first]: codec.size, ...values } as ReturnType<StructCodec<F>["decode"]>;
+    this.poke(0, new Uint8Array(65536));
+    this.poke(0, codec.encode(v));
+    if (opts.tail) this.poke(codec.size, opts.tail);
+    const ret = this.sys.ioctl(fd, req, this.buf);
+    return { ret, out: codec.decode(this.peek(0, codec.size)) };
+  }
+
+  /** IOMMU_IOAS_ALLOC: the id (asserts success). */
+  ioasAlloc(fd: number): number {
+    const r = this.cmd(fd, I.IOMMU_IOAS_ALLOC, I.iommu_ioas_alloc, {});
+    assert.equal(r.ret, 0, `IOAS_ALLOC: ${errnoName(-r.ret)}`);
+    return r.out.out_ioas_id;
+  }
+
+  map(fd: number, ioas: number, uva: bigint, length: bigint, iova: bigint | null, flags = 6) {
+    const f = iova === null ? flags : flags | I.IOMMU_IOAS_MAP_FIXED_IOVA;
+    return this.cmd(fd, I.IOMMU_IOAS_MAP, I.iommu_ioas_map, {
+      flags: f,
+      ioas_id: ioas,
+      user_va: uva,
+      length,
+      iova: iova ?? 0n,
+    });
+  }
+
+  unmap(fd: number, ioas: number, iova: bigint, length: bigint) {
+    return this.cmd(fd, I.IOMMU_IOAS_UNMAP, I.iommu_ioas_unmap, { ioas_id: ioas, iova, length });
+  }
+
+  destroy(fd: number, id: number): number {
+    return this.cmd(fd, I.IOMMU_DESTROY, I.iommu_destroy, { id }).ret;
+  }
+
+  /** IOMMU_IOAS_IOVA_RANGES with room for `n` ranges: the result and the ranges written. */
+  iovaRanges(fd: number, ioas: number, n = 8) {
+    const arr = this.buf + 0x10000n;
+    this.sys.poke(arr, new Uint8Array(16 * n));
+    const r = this.cmd(fd, I.IOMMU_IOAS_IOVA_RANGES, I.iommu_ioas_iova_ranges, {
+      ioas_id: ioas,
+      num_iovas: n,
+      allowed_iovas: arr,
+    });
+    const ranges: [bigint, bigint][] = [];
+    for (let i = 0; i < Math.min(n, r.out.num_iovas); i++) {
+      const e = I.iommu_iova_range.decode(this.sys.peek(arr + BigInt(16 * i), 16) as Uint8Array);
+      ranges.push([e.start, e.last]);
+    }
+    return { ...r, ranges };
+  }
+
+  option(fd: number, optionId: number, op: number, objectId: number, val = 0n) {
+    return this.cmd(fd, I.IOMMU_OPTION, I.iommu_option, {
+      option_id: optionId,
+      op,
+      object_id: objectId,
+      val64: val,
+    });
+  }
+
+  sysfsWrite(path: string, value: string): number {
+    const fd = this.sys.open(path, O_WRONLY);
+    if (fd < 0) return fd;
+    const at = this.buf + 0x80000n;
+    this.sys.poke(at, Buffer.from(value));
+    const r = this.sys.write(fd, at, value.length);
+    this.sys.close(fd);
+    return r;
+  }
+
+  /** Hand a device to vfio-pci; the cdev path of its VFIO device. */
+  toVfio(bdf: string): string {
+    this.sysfsWrite(`/sys/bus/pci/devices/${bdf}/driver_override`, "vfio-pci");
+    this.sysfsWrite(`/sys/bus/pci/devices/${bdf}/driver/unbind`, bdf);
+    assert.ok(this.sysfsWrite("/sys/bus/pci/drivers_probe", bdf) > 0);
+    const entries = this.sys.readlink(`/sys/bus/pci/devices/${bdf}/driver`);
+    assert.equal(typeof entries === "string" && entries.split("/").pop(), "vfio-pci");
+    for (let n = 0; n < 16; n++) {
+      const l = this.sys.readlink(`/sys/class/vfio-dev/vfio${n}`);
+      if (typeof l === "string" && l.includes(bdf)) return `/dev/vfio/devices/vfio${n}`;
+    }
+    throw new Error(`no cdev for ${bdf}`);
+  }
+
+  /** The group number of a device (its iommu_group link). */
+  groupOf(bdf: string): string {
+    return (this.sys.readlink(`/sys/bus/pci/devices/${bdf}/iommu_group`) as string)
+      .split("/")
+      .pop() as string;
+  }
+
+  bind(dev: number, iommufd: number) {
+    return this.cmd(dev, V.VFIO_DEVICE_BIND_IOMMUFD, V.vfio_device_bind_iommufd, { iommufd });
+  }
+
+  attach(dev: number, ptId: number) {
+    return this.cmd(dev, V.VFIO_DEVICE_ATTACH_IOMMUFD_PT, V.vfio_device_attach_iommufd_pt, {
+      pt_id: ptId,
+    });
+  }
+
+  detach(dev: number) {
+    return this.cmd(dev, V.VFIO_DEVICE_DETACH_IOMMUFD_PT, V.vfio_device_detach_iommufd_pt, {});
+  }
+
+  hwptAlloc(fd: number, devId: number, ptId: number, flags = 0) {
+    return this.cmd(fd, I.IOMMU_HWPT_ALLOC, I.iommu_hwpt_alloc, {
+      flags,
+      dev_id: devId,
+      pt_id: ptId,
+    });
+  }
+}
+
+/** What the kernel holds that a flow must give back. */
+export function holdings(k: Kernel) {
+  const ifd = k.iommufd;
+  let objects = 0;
+  let pinned = 0;
+  for (const c of ifd?.contexts ?? []) {
+    objects += c.objects.size;
+  }
+  for (const g of k.iommu.groups.values()) pinned += g.ownerCnt;
+  return {
+    frames: k.pages.inUse,
+    contexts: ifd?.contexts.size ?? 0,
+    objects,
+    ownerCnt: pinned,
+    groupsAtDefault: [...k.iommu.groups.values()].every((g) => g.domain === g.defaultDomain),
+  };
+}
