@@ -10,37 +10,14 @@
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { captureHost, toTarGz } from "../userspace/snapshot/capture.js";
+import {
+  SNAPSHOT_MODULES as MODULES,
+  SNAPSHOT_PCI_FILES as PCI_FILES,
+  captureHost,
+  toTarGz,
+} from "../userspace/snapshot/capture.js";
 import { OracleError, cacheDir } from "./cache.js";
 
-const PCI_FILES = [
-  "config",
-  "vendor",
-  "device",
-  "subsystem_vendor",
-  "subsystem_device",
-  "class",
-  "revision",
-  "resource",
-  "irq",
-  "numa_node",
-  "reset_method",
-  "driver_override",
-  "enable",
-  "msi_bus",
-  "sriov_totalvfs",
-  "sriov_numvfs",
-];
-const MODULES = [
-  "vfio",
-  "vfio_pci",
-  "vfio_pci_core",
-  "vfio_iommu_type1",
-  "kvm",
-  "kvm_intel",
-  "kvm_amd",
-  "iommufd",
-];
 const BDF = "[0-9a-f]{4,5}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]";
 const DOMAIN = "pci[0-9a-f]{4,5}:[0-9a-f]{2}";
 const any = (names: string[]) => `^(${names.join("|")})$`;

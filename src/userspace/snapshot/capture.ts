@@ -34,7 +34,8 @@ export interface Capture {
   notes: string[];
 }
 
-const PCI_FILES = [
+/** Per-function sysfs files a snapshot holds (SCRIPT.md); the oracle's guest agent copies the same. */
+export const SNAPSHOT_PCI_FILES = [
   "config",
   "vendor",
   "device",
@@ -51,12 +52,12 @@ const PCI_FILES = [
   "msi_bus",
   "sriov_totalvfs",
   "sriov_numvfs",
-  "driver",
-  "iommu_group",
-  "iommu",
-  "physfn",
 ];
-const MODULES = [
+/** Per-function links a snapshot keeps as links. */
+const PCI_LINKS = ["driver", "iommu_group", "iommu", "physfn"];
+const PCI_FILES = [...SNAPSHOT_PCI_FILES, ...PCI_LINKS];
+/** Modules whose parameters a snapshot records. */
+export const SNAPSHOT_MODULES = [
   "vfio",
   "vfio_pci",
   "vfio_pci_core",
@@ -183,7 +184,7 @@ export function captureHost(root = "/"): Capture {
     for (const f of UNIT_FILES) addPath(`${real}/${f}`);
   }
 
-  for (const m of MODULES)
+  for (const m of SNAPSHOT_MODULES)
     for (const p of list(`sys/module/${m}/parameters`)) addFile(`sys/module/${m}/parameters/${p}`);
 
   addFile("proc/cmdline");
