@@ -41,38 +41,45 @@ const script = (lines: object[]) =>
     "t.jsonl",
   );
 
+// the kvm-vfio script lines several tests share
+const createVm = { op: "ioctl", fd: "$kvm", req: "KVM_CREATE_VM", nr: "0xae01", arg: 0, as: "vm" };
+/** KVM_CREATE_DEVICE(kvm-vfio) on fd, the new device's fd bound as kv. */
+const createKvmVfio = (fd: string) => ({
+  op: "ioctl",
+  fd,
+  req: "KVM_CREATE_DEVICE",
+  nr: "0xc00caee0",
+  arg: {
+    struct: [
+      ["u32", "type", 4],
+      ["u32", "fd", 0],
+      ["u32", "flags", 0],
+    ],
+  },
+  bind: { fd: "kv" },
+});
+/** A device attribute request on $kv: group 1 (FILE), attribute 1 (ADD). */
+const fileAttr = (req: string, nr: string, addr: object | number) => ({
+  op: "ioctl",
+  fd: "$kv",
+  req,
+  nr,
+  arg: {
+    struct: [
+      ["u32", "flags", 0],
+      ["u32", "group", 1],
+      ["u64", "attr", 1],
+      ["u64", "addr", addr],
+    ],
+  },
+});
+
 test("compile resolves names to slots and leaves runtime values as patches", () => {
   const s = script([
     { op: "open", path: "/dev/kvm", flags: ["O_RDWR", "O_CLOEXEC"], as: "kvm" },
-    { op: "ioctl", fd: "$kvm", req: "KVM_CREATE_VM", nr: "0xae01", arg: 0, as: "vm" },
-    {
-      op: "ioctl",
-      fd: "$vm",
-      req: "KVM_CREATE_DEVICE",
-      nr: "0xc00caee0",
-      arg: {
-        struct: [
-          ["u32", "type", 4],
-          ["u32", "fd", 0],
-          ["u32", "flags", 0],
-        ],
-      },
-      bind: { fd: "kv" },
-    },
-    {
-      op: "ioctl",
-      fd: "$kv",
-      req: "KVM_SET_DEVICE_ATTR",
-      nr: "0x4018aee1",
-      arg: {
-        struct: [
-          ["u32", "flags", 0],
-          ["u32", "group", 1],
-          ["u64", "attr", 1],
-          ["u64", "addr", { struct: [["s32", "fd", "$kvm"]] }],
-        ],
-      },
-    },
+    createVm,
+    createKvmVfio("$vm"),
+    fileAttr("KVM_SET_DEVICE_ATTR", "0x4018aee1", { struct: [["s32", "fd", "$kvm"]] }),
     { op: "mmap", size: 8192, as: "buf" },
     { op: "fill", buf: "$buf", offset: 4, hex: "abcd" },
   ]);
@@ -101,20 +108,7 @@ test("formatResults writes SCRIPT.md lines from the agent's raw answers", () => 
   const s = script([
     { op: "open", path: "/x", flags: ["O_RDONLY"], as: "f" },
     { op: "open", path: "/y", flags: ["O_RDONLY"], as: "g" },
-    {
-      op: "ioctl",
-      fd: "$f",
-      req: "KVM_CREATE_DEVICE",
-      nr: "0xc00caee0",
-      arg: {
-        struct: [
-          ["u32", "type", 4],
-          ["u32", "fd", 0],
-          ["u32", "flags", 0],
-        ],
-      },
-      bind: { fd: "kv" },
-    },
+    createKvmVfio("$f"),
     {
       op: "ioctl",
       fd: "$f",
@@ -223,35 +217,9 @@ test("topics follow fds through the script", () => {
     { op: "pread", fd: "$d", offset: 7 * 2 ** 40, size: 4 },
     { op: "pread", fd: "$d", offset: 0, size: 4 },
     { op: "open", path: "/dev/kvm", flags: ["O_RDWR"], as: "kvm" },
-    { op: "ioctl", fd: "$kvm", req: "KVM_CREATE_VM", nr: "0xae01", arg: 0, as: "vm" },
-    {
-      op: "ioctl",
-      fd: "$vm",
-      req: "KVM_CREATE_DEVICE",
-      nr: "0xc00caee0",
-      arg: {
-        struct: [
-          ["u32", "type", 4],
-          ["u32", "fd", 0],
-          ["u32", "flags", 0],
-        ],
-      },
-      bind: { fd: "kv" },
-    },
-    {
-      op: "ioctl",
-      fd: "$kv",
-      req: "KVM_HAS_DEVICE_ATTR",
-      nr: "0x4018aee3",
-      arg: {
-        struct: [
-          ["u32", "flags", 0],
-          ["u32", "group", 1],
-          ["u64", "attr", 1],
-          ["u64", "addr", 0],
-        ],
-      },
-    },
+    createVm,
+    createKvmVfio("$vm"),
+    fileAttr("KVM_HAS_DEVICE_ATTR", "0x4018aee3", 0),
     { op: "close", fd: "$d" },
   ]);
   const t = topics(s).map((x) => x.topic);

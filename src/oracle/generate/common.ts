@@ -1,13 +1,14 @@
 /**
- * Topologies and preludes the generated families share.
+ * Topologies, preludes and request writers the generated families share.
  *
  * `small` (the oracle's development topology): VT-d with interrupt remapping and snoop
  * control, two root ports with ACS: nvme 01:00.0 alone in group 4, e1000e 02:00.0 alone in
  * group 5. Debian's kernel: legacy container, vfio_iommu_type1, kvm_amd.
  */
+import * as KVM from "../../uapi/kvm.js";
 import * as V from "../../uapi/vfio.js";
 import type { CaseSpec } from "../case.js";
-import { Script, cstr, raw, st } from "./dsl.js";
+import { Script, cstr, raw, st, v64, type Struct } from "./dsl.js";
 
 const IOMMU = ["-device", "intel-iommu,intremap=on,snoop-control=on"];
 const PORTS = [
@@ -64,26 +65,23 @@ export function bindVfio(s: Script, bdf: string, unbind = true): Script {
 }
 
 export function groupStatus(s: Script, g: string, argsz = 8, note?: string): Script {
-  return s.ioctl(
-    `$${g}`,
-    "VFIO_GROUP_GET_STATUS",
-    st(V.vfio_group_status, { argsz }),
-    note ? { note } : {},
-  );
+  return s.ioctl(`$${g}`, "VFIO_GROUP_GET_STATUS", st(V.vfio_group_status, { argsz }), { note });
 }
 
 export function setContainer(s: Script, g: string, c: string | number, note?: string): Script {
   const fd = typeof c === "number" ? c : `$${c}`;
-  return s.ioctl(`$${g}`, "VFIO_GROUP_SET_CONTAINER", raw(["s32", "fd", fd]), note ? { note } : {});
+  return s.ioctl(`$${g}`, "VFIO_GROUP_SET_CONTAINER", raw(["s32", "fd", fd]), { note });
 }
 
 export function getDevice(s: Script, g: string, bdf: string, as: string, note?: string): Script {
-  return s.ioctl(
-    `$${g}`,
-    "VFIO_GROUP_GET_DEVICE_FD",
-    { struct: [cstr(bdf)] },
-    { as, ...(note ? { note } : {}) },
-  );
+  return s.ioctl(`$${g}`, "VFIO_GROUP_GET_DEVICE_FD", { struct: [cstr(bdf)] }, { as, note });
+}
+
+/** A new container c, the group's node open as g and attached to it: 3 operations. */
+export function attachGroup(s: Script, group = NVME_GROUP): Script {
+  s.open("/dev/vfio/vfio", "c");
+  s.open(`/dev/vfio/${group}`, "g");
+  return setContainer(s, "g", "c");
 }
 
 /** nvme on vfio-pci, container c with group g attached and type1v2 (or type) set: 8 operations. */
@@ -94,10 +92,137 @@ export function type1Ready(
   type = V.VFIO_TYPE1v2_IOMMU,
 ): Script {
   bindVfio(s, bdf);
-  s.open("/dev/vfio/vfio", "c");
-  s.open(`/dev/vfio/${group}`, "g");
-  setContainer(s, "g", "c");
+  attachGroup(s, group);
   return s.ioctl("$c", "VFIO_SET_IOMMU", type);
+}
+
+/* The type1 requests on container c (vfio_iommu_type1, or iommufd's compat container). */
+
+const RW = V.VFIO_DMA_MAP_FLAG_READ | V.VFIO_DMA_MAP_FLAG_WRITE;
+
+/** MAP_DMA from $buf (or vaddr), READ|WRITE unless flags say otherwise. */
+export function mapDma(
+  s: Script,
+  iova: number | bigint,
+  size: number | bigint,
+  o: { vaddr?: string | number; flags?: number; argsz?: number; note?: string } = {},
+): Script {
+  return s.ioctl(
+    "$c",
+    "VFIO_IOMMU_MAP_DMA",
+    st(V.vfio_iommu_type1_dma_map, {
+      argsz: o.argsz ?? 32,
+      flags: o.flags ?? RW,
+      vaddr: o.vaddr ?? "$buf",
+      iova: v64(iova),
+      size: v64(size),
+    }),
+    { note: o.note },
+  );
+}
+
+export function unmapDma(
+  s: Script,
+  iova: number | bigint,
+  size: number | bigint,
+  o: { flags?: number; argsz?: number; note?: string } = {},
+): Script {
+  return s.ioctl(
+    "$c",
+    "VFIO_IOMMU_UNMAP_DMA",
+    st(V.vfio_iommu_type1_dma_unmap, {
+      argsz: o.argsz ?? 24,
+      flags: o.flags ?? 0,
+      iova: v64(iova),
+      size: v64(size),
+    }),
+    { note: o.note },
+  );
+}
+
+/** GET_INFO; an argsz past the struct leaves room for the capability chain. */
+export function iommuInfo(s: Script, argsz = 16, note?: string): Script {
+  return s.ioctl(
+    "$c",
+    "VFIO_IOMMU_GET_INFO",
+    st(
+      V.vfio_iommu_type1_info,
+      { argsz },
+      argsz > 24 ? { tail: { name: "caps", size: argsz - 24 } } : {},
+    ),
+    { note },
+  );
+}
+
+/** DIRTY_PAGES with the bare struct (START, STOP and bad flags). */
+export function dirtyPages(s: Script, flags: number, argsz = 8, note?: string): Script {
+  return s.ioctl(
+    "$c",
+    "VFIO_IOMMU_DIRTY_PAGES",
+    st(V.vfio_iommu_type1_dirty_bitmap, { argsz, flags }),
+    { note },
+  );
+}
+
+const K = 1024;
+
+/**
+ * Allen's thirteen relations of a candidate range [c, d) to an existing 64K one [a, b):
+ * every way a new mapping, or an unmap, can meet what is mapped.
+ */
+export const RELATIONS: [string, (a: number, b: number) => [number, number]][] = [
+  ["before", (a) => [a - 3 * 64 * K, a - 2 * 64 * K]],
+  ["meets", (a) => [a - 64 * K, a]],
+  ["overlaps", (a) => [a - 32 * K, a + 32 * K]],
+  ["starts", (a) => [a, a + 32 * K]],
+  ["during", (a) => [a + 16 * K, a + 48 * K]],
+  ["finishes", (a, b) => [a + 32 * K, b]],
+  ["equals", (a, b) => [a, b]],
+  ["finished-by", (a, b) => [a - 32 * K, b]],
+  ["contains", (a, b) => [a - 32 * K, b + 32 * K]],
+  ["started-by", (a, b) => [a, b + 32 * K]],
+  ["overlapped-by", (_a, b) => [b - 32 * K, b + 32 * K]],
+  ["met-by", (_a, b) => [b, b + 64 * K]],
+  ["after", (_a, b) => [b + 64 * K, b + 128 * K]],
+];
+
+/* The KVM device requests. */
+
+/** KVM_CREATE_DEVICE on fd; bind names the new device's fd. */
+export function createDevice(
+  s: Script,
+  fd: string | number,
+  type: number,
+  flags: number,
+  bind?: string,
+  note?: string,
+): Script {
+  return s.ioctl(fd, "KVM_CREATE_DEVICE", st(KVM.kvm_create_device, { type, flags }), {
+    ...(bind ? { bind: { fd: bind } } : {}),
+    note,
+  });
+}
+
+/** A KVM_{HAS,GET,SET}_DEVICE_ATTR request (addr 0 unless given). */
+export function deviceAttr(
+  s: Script,
+  fd: string,
+  req: string,
+  group: number | bigint,
+  attr: number | bigint,
+  o: { flags?: number; addr?: string | number | Struct; note?: string } = {},
+): Script {
+  return s.ioctl(
+    fd,
+    req,
+    st(KVM.kvm_device_attr, {
+      flags: o.flags ?? 0,
+      group: v64(group),
+      attr: v64(attr),
+      addr: o.addr ?? 0,
+    }),
+    { note: o.note },
+  );
 }
 
 /** A deterministic pseudo-random sequence (xorshift32), for sampling large spaces. */

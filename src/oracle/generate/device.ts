@@ -7,7 +7,7 @@
  * registers).
  */
 import * as V from "../../uapi/vfio.js";
-import { NIC, NIC_GROUP, NVME, NVME_GROUP, SMALL, type1Ready } from "./common.js";
+import { NIC, NIC_GROUP, NVME, NVME_GROUP, SMALL, getDevice, type1Ready } from "./common.js";
 import { Script, raw, st, type GeneratedCase, type Struct } from "./dsl.js";
 
 const CONFIG = BigInt(V.VFIO_PCI_CONFIG_REGION_INDEX) << 40n;
@@ -20,13 +20,7 @@ const DEVICES = [
 function ready(name: string, note: string, dev: (typeof DEVICES)[number]): Script {
   const s = new Script(name, note);
   type1Ready(s, dev[1], dev[2]);
-  s.ioctl(
-    "$g",
-    "VFIO_GROUP_GET_DEVICE_FD",
-    { struct: [["bytes:13", "name", Buffer.from(dev[1] + "\0").toString("hex")]] },
-    { as: "d" },
-  );
-  return s;
+  return getDevice(s, "g", dev[1], "d");
 }
 
 const ARGSZ = (min: number, size: number) => [
@@ -302,12 +296,7 @@ export function generate(): GeneratedCase[] {
         st(V.vfio_pci_hot_reset_info, { argsz: a }, { tail: { name: "devices", size: 16 } }),
         { note: `argsz ${a}` },
       );
-    s.ioctl(
-      "$g",
-      "VFIO_GROUP_GET_DEVICE_FD",
-      { struct: [["bytes:13", "name", Buffer.from(NVME + "\0").toString("hex")]] },
-      { as: "d2" },
-    );
+    getDevice(s, "g", NVME, "d2");
     s.ioctl("$d2", "VFIO_DEVICE_RESET", 0, { note: "the second fd" });
     s.close("$d");
     s.ioctl("$d2", "VFIO_DEVICE_RESET", 0, { note: "after the first closed" });

@@ -13,14 +13,19 @@ import {
   NVME_GROUP,
   SMALL,
   SMALL_NOSNOOP,
+  attachGroup,
   bindVfio,
   getDevice,
   groupStatus,
   setContainer,
+  type1Ready,
 } from "./common.js";
-import { Script, raw, type GeneratedCase } from "./dsl.js";
+import { Script, cstr, raw, st, type GeneratedCase } from "./dsl.js";
 
 const EXTENSIONS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x7fffffff, -1];
+
+/** GET_INFO's struct as the type1 uAPI first had it (no cap_offset): 16 bytes. */
+const INFO16 = raw(["u32", "argsz", 16], ["u32", "flags", 0], ["u64", "iova_pgsizes", 0]);
 
 function extensions(s: Script, fd: string, note: string): void {
   for (const e of EXTENSIONS)
@@ -41,44 +46,30 @@ export function generate(): GeneratedCase[] {
     [SMALL, ""],
     [SMALL_NOSNOOP, "-nosnoop"],
   ] as const) {
-    out.push(
-      mk(
-        `extensions-empty${tag}`,
+    for (const [state, note, prelude] of [
+      [
+        "empty",
         "a container with no group",
-        (s) => {
+        (s: Script) => {
           s.open("/dev/vfio/vfio", "c");
           s.ioctl("$c", "VFIO_GET_API_VERSION", 0);
           s.ioctl("$c", "VFIO_GET_API_VERSION", 1, { note: "an argument is ignored" });
-          extensions(s, "c", "empty");
         },
-        spec,
-      ),
-      mk(
-        `extensions-attached${tag}`,
-        "a group attached, no IOMMU set",
-        (s) => {
-          bindVfio(s, NVME);
-          s.open("/dev/vfio/vfio", "c");
-          s.open(`/dev/vfio/${NVME_GROUP}`, "g");
-          setContainer(s, "g", "c");
-          extensions(s, "c", "attached");
-        },
-        spec,
-      ),
-      mk(
-        `extensions-type1v2${tag}`,
-        "after SET_IOMMU type1v2",
-        (s) => {
-          bindVfio(s, NVME);
-          s.open("/dev/vfio/vfio", "c");
-          s.open(`/dev/vfio/${NVME_GROUP}`, "g");
-          setContainer(s, "g", "c");
-          s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
-          extensions(s, "c", "type1v2");
-        },
-        spec,
-      ),
-    );
+      ],
+      ["attached", "a group attached, no IOMMU set", (s: Script) => attachGroup(bindVfio(s, NVME))],
+      ["type1v2", "after SET_IOMMU type1v2", (s: Script) => type1Ready(s)],
+    ] as const)
+      out.push(
+        mk(
+          `extensions-${state}${tag}`,
+          note,
+          (s) => {
+            prelude(s);
+            extensions(s, "c", state);
+          },
+          spec,
+        ),
+      );
   }
 
   // SET_IOMMU: each type in its own case (a success changes the container)
@@ -97,11 +88,7 @@ export function generate(): GeneratedCase[] {
         s.ioctl("$c", "VFIO_CHECK_EXTENSION", V.VFIO_TYPE1_IOMMU);
         groupStatus(s, "g");
         getDevice(s, "g", NVME, "d");
-        s.ioctl(
-          "$c",
-          "VFIO_IOMMU_GET_INFO",
-          raw(["u32", "argsz", 16], ["u32", "flags", 0], ["u64", "iova_pgsizes", 0]),
-        );
+        s.ioctl("$c", "VFIO_IOMMU_GET_INFO", INFO16);
       }),
     );
   }
@@ -201,7 +188,7 @@ export function generate(): GeneratedCase[] {
       s.ioctl(
         "$g",
         "VFIO_GROUP_GET_DEVICE_FD",
-        { struct: [["bytes:12", "name", Buffer.from(NVME.slice(0, 12)).toString("hex")]] },
+        { struct: [cstr(NVME, NVME.length)] },
         { as: "dn", note: "unterminated" },
       );
       s.ioctl("$g", "VFIO_GROUP_GET_DEVICE_FD", "NULL", { as: "dnull", note: "NULL" });
@@ -216,59 +203,19 @@ export function generate(): GeneratedCase[] {
   // requests sent to the wrong kind of file
   out.push(
     mk("wrong-file", "each VFIO request on each kind of VFIO file", (s) => {
-      bindVfio(s, NVME);
-      s.open("/dev/vfio/vfio", "c");
-      s.open(`/dev/vfio/${NVME_GROUP}`, "g");
-      setContainer(s, "g", "c");
-      s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
+      type1Ready(s);
       getDevice(s, "g", NVME, "d");
       for (const fd of ["c", "g", "d"]) {
-        s.ioctl(`$${fd}`, "VFIO_GET_API_VERSION", 0, { note: fd });
-        s.ioctl(`$${fd}`, "VFIO_GROUP_GET_STATUS", raw(["u32", "argsz", 8], ["u32", "flags", 0]), {
-          note: fd,
-        });
-        s.ioctl(`$${fd}`, "VFIO_GROUP_UNSET_CONTAINER", 0, { note: fd });
-        s.ioctl(
-          `$${fd}`,
-          "VFIO_DEVICE_GET_INFO",
-          raw(
-            ["u32", "argsz", 24],
-            ["u32", "flags", 0],
-            ["u32", "num_regions", 0],
-            ["u32", "num_irqs", 0],
-            ["u32", "cap_offset", 0],
-            ["u32", "pad", 0],
-          ),
-          { note: fd },
-        );
-        s.ioctl(
-          `$${fd}`,
-          "VFIO_IOMMU_GET_INFO",
-          raw(["u32", "argsz", 16], ["u32", "flags", 0], ["u64", "iova_pgsizes", 0]),
-          { note: fd },
-        );
+        const note = { note: fd };
+        s.ioctl(`$${fd}`, "VFIO_GET_API_VERSION", 0, note);
+        s.ioctl(`$${fd}`, "VFIO_GROUP_GET_STATUS", st(V.vfio_group_status, { argsz: 8 }), note);
+        s.ioctl(`$${fd}`, "VFIO_GROUP_UNSET_CONTAINER", 0, note);
+        s.ioctl(`$${fd}`, "VFIO_DEVICE_GET_INFO", st(V.vfio_device_info, { argsz: 24 }), note);
+        s.ioctl(`$${fd}`, "VFIO_IOMMU_GET_INFO", INFO16, note);
       }
-      s.ioctl(
-        "$c",
-        "VFIO_DEVICE_BIND_IOMMUFD",
-        raw(
-          ["u32", "argsz", 16],
-          ["u32", "flags", 0],
-          ["s32", "iommufd", -1],
-          ["u32", "out_devid", 0],
-        ),
-      );
-      s.ioctl(
-        "$d",
-        "VFIO_DEVICE_BIND_IOMMUFD",
-        raw(
-          ["u32", "argsz", 16],
-          ["u32", "flags", 0],
-          ["s32", "iommufd", -1],
-          ["u32", "out_devid", 0],
-        ),
-        { note: "a group-opened device" },
-      );
+      const bindNone = st(V.vfio_device_bind_iommufd, { argsz: 16, iommufd: -1 });
+      s.ioctl("$c", "VFIO_DEVICE_BIND_IOMMUFD", bindNone);
+      s.ioctl("$d", "VFIO_DEVICE_BIND_IOMMUFD", bindNone, { note: "a group-opened device" });
       s.ioctl("$g", "VFIO_CHECK_EXTENSION", V.VFIO_TYPE1v2_IOMMU);
     }),
   );

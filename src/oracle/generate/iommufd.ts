@@ -10,8 +10,20 @@
 import * as I from "../../uapi/iommufd.js";
 import * as V from "../../uapi/vfio.js";
 import type { CaseSpec } from "../case.js";
-import { SMALL, bindVfio, permutations } from "./common.js";
-import { Script, raw, st, v64, type GeneratedCase } from "./dsl.js";
+import {
+  NIC,
+  NIC_GROUP,
+  RELATIONS,
+  SMALL,
+  bindVfio,
+  dirtyPages,
+  iommuInfo,
+  mapDma,
+  permutations,
+  type1Ready,
+  unmapDma,
+} from "./common.js";
+import { Script, st, v64, type GeneratedCase } from "./dsl.js";
 
 export const IOMMUFD_SMALL: CaseSpec = { ...SMALL, kernel: "iommufd" };
 
@@ -19,14 +31,19 @@ const K = 1024;
 const M = K * K;
 const RW = I.IOMMU_IOAS_MAP_READABLE | I.IOMMU_IOAS_MAP_WRITEABLE;
 const FIXED = I.IOMMU_IOAS_MAP_FIXED_IOVA | RW;
-const NIC = "0000:02:00.0";
 
-/** /dev/iommu as i, a 8M buffer, an IOAS with id 1. */
-function ready(name: string, note: string): Script {
+const ioasAlloc = (s: Script, note: string) =>
+  s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note });
+
+const destroy = (s: Script, id: number, note: string, size = 8) =>
+  s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size, id }), { note });
+
+/** /dev/iommu as i, a buffer (8M named buf unless said otherwise), an IOAS with id 1. */
+function ready(name: string, note: string, buf: [number, string] | null = [8 * M, "buf"]): Script {
   const s = new Script(name, note);
   s.open("/dev/iommu", "i");
-  s.mmap(8 * M, "buf");
-  s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
+  if (buf) s.mmap(...buf);
+  ioasAlloc(s, "ioas 1");
   return s;
 }
 
@@ -47,7 +64,7 @@ function map(
       length: v64(length),
       iova: v64(iova),
     }),
-    o.note ? { note: o.note } : {},
+    { note: o.note },
   );
 }
 
@@ -66,16 +83,22 @@ function unmap(
       iova: v64(iova),
       length: v64(length),
     }),
-    o.note ? { note: o.note } : {},
+    { note: o.note },
   );
 }
 
-function ranges(s: Script, ioas = 1, note?: string): void {
+/** IOVA_RANGES into $rg. */
+function ranges(s: Script, o: { ioas?: number; num?: number; size?: number; note?: string } = {}) {
   s.ioctl(
     "$i",
     "IOMMU_IOAS_IOVA_RANGES",
-    st(I.iommu_ioas_iova_ranges, { size: 32, ioas_id: ioas, num_iovas: 8, allowed_iovas: "$rg" }),
-    note ? { note } : {},
+    st(I.iommu_ioas_iova_ranges, {
+      size: o.size ?? 32,
+      ioas_id: o.ioas ?? 1,
+      num_iovas: o.num ?? 8,
+      allowed_iovas: "$rg",
+    }),
+    { note: o.note },
   );
 }
 
@@ -95,38 +118,19 @@ const bind = (
     "$d",
     "VFIO_DEVICE_BIND_IOMMUFD",
     st(V.vfio_device_bind_iommufd, { argsz: o.argsz ?? 16, flags: o.flags ?? 0, iommufd: fd }),
-    o.note ? { note: o.note } : {},
+    { note: o.note },
   );
 const attach = (s: Script, pt: number, o: { argsz?: number; flags?: number; note?: string } = {}) =>
   s.ioctl(
     "$d",
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
     st(V.vfio_device_attach_iommufd_pt, { argsz: o.argsz ?? 12, flags: o.flags ?? 0, pt_id: pt }),
-    o.note ? { note: o.note } : {},
+    { note: o.note },
   );
-const detach = (s: Script, note?: string) =>
-  s.ioctl(
-    "$d",
-    "VFIO_DEVICE_DETACH_IOMMUFD_PT",
-    st(V.vfio_device_detach_iommufd_pt, { argsz: 8 }),
-    note ? { note } : {},
-  );
-
-const RELATIONS: [string, (a: number, b: number) => [number, number]][] = [
-  ["before", (a) => [a - 3 * 64 * K, a - 2 * 64 * K]],
-  ["meets", (a) => [a - 64 * K, a]],
-  ["overlaps", (a) => [a - 32 * K, a + 32 * K]],
-  ["starts", (a) => [a, a + 32 * K]],
-  ["during", (a) => [a + 16 * K, a + 48 * K]],
-  ["finishes", (a, b) => [a + 32 * K, b]],
-  ["equals", (a, b) => [a, b]],
-  ["finished-by", (a, b) => [a - 32 * K, b]],
-  ["contains", (a, b) => [a - 32 * K, b + 32 * K]],
-  ["started-by", (a, b) => [a, b + 32 * K]],
-  ["overlapped-by", (_a, b) => [b - 32 * K, b + 32 * K]],
-  ["met-by", (_a, b) => [b, b + 64 * K]],
-  ["after", (_a, b) => [b + 64 * K, b + 128 * K]],
-];
+const detach = (s: Script, note: string, argsz = 8) =>
+  s.ioctl("$d", "VFIO_DEVICE_DETACH_IOMMUFD_PT", st(V.vfio_device_detach_iommufd_pt, { argsz }), {
+    note,
+  });
 
 export function generate(): GeneratedCase[] {
   const out: GeneratedCase[] = [];
@@ -152,14 +156,8 @@ export function generate(): GeneratedCase[] {
         { note: `flag bit ${b}` },
       );
     s.ioctl("$i", "IOMMU_IOAS_ALLOC", "NULL", { note: "NULL" });
-    for (const id of [0, 1, 1, 2, 99, 0xffffffff])
-      s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id }), {
-        note: `destroy ${id}`,
-      });
-    for (const size of [0, 4, 7, 16])
-      s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size, id: 3 }), {
-        note: `destroy size ${size}`,
-      });
+    for (const id of [0, 1, 1, 2, 99, 0xffffffff]) destroy(s, id, `destroy ${id}`);
+    for (const size of [0, 4, 7, 16]) destroy(s, 3, `destroy size ${size}`, size);
     mk(s);
   }
   // MAP: struct size, flags, alignment
@@ -253,7 +251,7 @@ export function generate(): GeneratedCase[] {
   }
   {
     const s = ready("copy", "IOAS_COPY between IOASes: flags, sizes, ranges, missing ids");
-    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 2" });
+    ioasAlloc(s, "ioas 2");
     map(s, A, 128 * K);
     const copy = (
       dst: number,
@@ -275,7 +273,7 @@ export function generate(): GeneratedCase[] {
           dst_iova: dIova,
           src_iova: sIova,
         }),
-        o.note ? { note: o.note } : {},
+        { note: o.note },
       );
     copy(2, 1, 128 * K, A, A, { note: "all of it" });
     copy(2, 1, 64 * K, A, A, { note: "over an existing copy" });
@@ -295,26 +293,9 @@ export function generate(): GeneratedCase[] {
   {
     const s = ready("iova-ranges", "IOVA_RANGES with each num_iovas and size; ALLOW_IOVAS");
     s.mmap(4096, "rg");
-    for (const n of [0, 1, 2, 8])
-      s.ioctl(
-        "$i",
-        "IOMMU_IOAS_IOVA_RANGES",
-        st(I.iommu_ioas_iova_ranges, { size: 32, ioas_id: 1, num_iovas: n, allowed_iovas: "$rg" }),
-        { note: `num_iovas ${n}` },
-      );
-    for (const size of [0, 16, 24, 31, 40])
-      s.ioctl(
-        "$i",
-        "IOMMU_IOAS_IOVA_RANGES",
-        st(I.iommu_ioas_iova_ranges, { size, ioas_id: 1, num_iovas: 8, allowed_iovas: "$rg" }),
-        { note: `size ${size}` },
-      );
-    s.ioctl(
-      "$i",
-      "IOMMU_IOAS_IOVA_RANGES",
-      st(I.iommu_ioas_iova_ranges, { size: 32, ioas_id: 7, num_iovas: 8, allowed_iovas: "$rg" }),
-      { note: "no such IOAS" },
-    );
+    for (const num of [0, 1, 2, 8]) ranges(s, { num, note: `num_iovas ${num}` });
+    for (const size of [0, 16, 24, 31, 40]) ranges(s, { size, note: `size ${size}` });
+    ranges(s, { ioas: 7, note: "no such IOAS" });
     const allow = (ranges: [number, number][], note: string) => {
       s.fill(
         "rg",
@@ -352,41 +333,26 @@ export function generate(): GeneratedCase[] {
     allow([[32 * M, 16 * M]], "start after last");
     allow([[16 * M + 1, 32 * M - 1]], "unaligned start");
     allow([], "none: everything allowed again");
-    ranges(s, 1, "after");
+    ranges(s, { note: "after" });
     mk(s);
   }
   // OPTION
   {
     const s = ready("option", "IOMMU_OPTION: each option x op x object");
-    for (const id of [0, 1, 2])
-      for (const op of [I.IOMMU_OPTION_OP_GET, I.IOMMU_OPTION_OP_SET, 2])
-        for (const obj of [0, 1])
-          s.ioctl(
-            "$i",
-            "IOMMU_OPTION",
-            st(I.iommu_option, { size: 24, option_id: id, op, object_id: obj, val64: 1 }),
-            { note: `option ${id} op ${op} object ${obj}` },
-          );
-    for (const v of [0, 2])
+    const option = (id: number, op: number, obj: number, val64: number, note: string, size = 24) =>
       s.ioctl(
         "$i",
         "IOMMU_OPTION",
-        st(I.iommu_option, { size: 24, option_id: 1, op: 0, object_id: 1, val64: v }),
-        { note: `HUGE_PAGES := ${v}` },
+        st(I.iommu_option, { size, option_id: id, op, object_id: obj, val64 }),
+        { note },
       );
+    for (const id of [0, 1, 2])
+      for (const op of [I.IOMMU_OPTION_OP_GET, I.IOMMU_OPTION_OP_SET, 2])
+        for (const obj of [0, 1]) option(id, op, obj, 1, `option ${id} op ${op} object ${obj}`);
+    for (const v of [0, 2]) option(1, 0, 1, v, `HUGE_PAGES := ${v}`);
     map(s, A, 64 * K, { note: "a mapping" });
-    s.ioctl(
-      "$i",
-      "IOMMU_OPTION",
-      st(I.iommu_option, { size: 24, option_id: 1, op: 0, object_id: 1, val64: 1 }),
-      { note: "HUGE_PAGES while mapped" },
-    );
-    s.ioctl(
-      "$i",
-      "IOMMU_OPTION",
-      st(I.iommu_option, { size: 16, option_id: 1, op: 1, object_id: 1 }),
-      { note: "size 16" },
-    );
+    option(1, 0, 1, 1, "HUGE_PAGES while mapped");
+    option(1, 1, 1, 0, "size 16", 16);
     mk(s);
   }
   // the cdev: BIND with each argsz, flags and fd kind; ATTACH each kind of id
@@ -413,12 +379,11 @@ export function generate(): GeneratedCase[] {
     mk(s);
   }
   {
-    const s = new Script(
+    const s = ready(
       "cdev-attach-ids",
       "ATTACH_IOMMUFD_PT with each kind of id; DETACH; DESTROY while attached",
+      null,
     );
-    s.open("/dev/iommu", "i");
-    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
     cdev(s);
     attach(s, 1, { note: "before bind" });
     bind(s, "$i", { note: "devid 2" });
@@ -431,37 +396,21 @@ export function generate(): GeneratedCase[] {
     for (const a of [0, 8, 11, 16]) attach(s, 1, { argsz: a, note: `argsz ${a}` });
     attach(s, 1, { flags: 1, note: "flags 1" });
     attach(s, 1, { note: "ioas 1" });
-    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 3" });
+    ioasAlloc(s, "ioas 3");
     attach(s, 3, { note: "replace with ioas 3" });
-    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 3 }), {
-      note: "destroy the attached IOAS",
-    });
-    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 1 }), {
-      note: "destroy the other",
-    });
+    destroy(s, 3, "destroy the attached IOAS");
+    destroy(s, 1, "destroy the other");
     detach(s, "detach");
     detach(s, "detach again");
-    s.ioctl(
-      "$d",
-      "VFIO_DEVICE_DETACH_IOMMUFD_PT",
-      st(V.vfio_device_detach_iommufd_pt, { argsz: 4 }),
-      { note: "argsz 4" },
-    );
-    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 3 }), {
-      note: "destroy after detach",
-    });
-    s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size: 8, id: 2 }), {
-      note: "destroy the device's id",
-    });
+    detach(s, "argsz 4", 4);
+    destroy(s, 3, "destroy after detach");
+    destroy(s, 2, "destroy the device's id");
     mk(s);
   }
   // cdev walks: open, bind, attach, map, close in each order (the iommufd and the cdev)
   type A = "bind" | "attach" | "map" | "closeI";
   for (const p of permutations<A>(["bind", "attach", "map", "closeI"])) {
-    const s = new Script(`cdev-walk-${p.join("-")}`, `cdev and iommufd: ${p.join(", ")}`);
-    s.open("/dev/iommu", "i");
-    s.mmap(M, "buf");
-    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
+    const s = ready(`cdev-walk-${p.join("-")}`, `cdev and iommufd: ${p.join(", ")}`, [M, "buf"]);
     cdev(s);
     for (const a of p) {
       if (a === "bind") bind(s, "$i", { note: "bind: devid 2" });
@@ -479,13 +428,11 @@ export function generate(): GeneratedCase[] {
   }
   // HWPT_ALLOC flags and data types; GET_HW_INFO lengths
   {
-    const s = new Script(
+    const s = ready(
       "hwpt-alloc-args",
       "HWPT_ALLOC with each flag, data type and size; GET_HW_INFO lengths",
+      [4096, "hw"],
     );
-    s.open("/dev/iommu", "i");
-    s.mmap(4096, "hw");
-    s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note: "ioas 1" });
     cdev(s);
     bind(s, "$i", { note: "devid 2" });
     const hwpt = (o: {
@@ -549,45 +496,19 @@ export function generate(): GeneratedCase[] {
       `compat-${tag}`,
       `the compat container with ${tag}: maps, partial unmaps, GET_INFO`,
     );
-    bindVfio(s, NIC);
-    s.open("/dev/vfio/vfio", "c");
-    s.open("/dev/vfio/5", "g");
-    s.ioctl("$g", "VFIO_GROUP_SET_CONTAINER", raw(["s32", "fd", "$c"]));
-    s.ioctl("$c", "VFIO_SET_IOMMU", t);
+    type1Ready(s, NIC, NIC_GROUP, t);
     s.mmap(4 * M, "buf");
-    const cmap = (iova: number, size: number, flags = 3, note?: string) =>
-      s.ioctl(
-        "$c",
-        "VFIO_IOMMU_MAP_DMA",
-        st(V.vfio_iommu_type1_dma_map, { argsz: 32, flags, vaddr: "$buf", iova, size }),
-        note ? { note } : {},
-      );
-    const cunmap = (iova: number, size: number, flags = 0, note?: string) =>
-      s.ioctl(
-        "$c",
-        "VFIO_IOMMU_UNMAP_DMA",
-        st(V.vfio_iommu_type1_dma_unmap, { argsz: 24, flags, iova, size }),
-        note ? { note } : {},
-      );
-    cmap(A, 2 * M);
-    cunmap(A + 64 * K, 64 * K, 0, "a hole");
-    cunmap(A, 4 * K, 0, "the first page");
-    cunmap(A - M, 2 * M, 0, "over the start");
-    cunmap(A, 2 * M, 0, "all that is left");
-    cmap(A, 64 * K, 1, "read-only");
-    cmap(A + M, 64 * K, 4, "VADDR flag");
-    cunmap(0, 0, 2, "UNMAP_ALL");
-    cunmap(0, 0, 4, "VADDR");
-    s.ioctl(
-      "$c",
-      "VFIO_IOMMU_GET_INFO",
-      st(V.vfio_iommu_type1_info, { argsz: 128 }, { tail: { name: "caps", size: 104 } }),
-    );
-    s.ioctl(
-      "$c",
-      "VFIO_IOMMU_DIRTY_PAGES",
-      st(V.vfio_iommu_type1_dirty_bitmap, { argsz: 8, flags: 1 }),
-    );
+    mapDma(s, A, 2 * M);
+    unmapDma(s, A + 64 * K, 64 * K, { note: "a hole" });
+    unmapDma(s, A, 4 * K, { note: "the first page" });
+    unmapDma(s, A - M, 2 * M, { note: "over the start" });
+    unmapDma(s, A, 2 * M, { note: "all that is left" });
+    mapDma(s, A, 64 * K, { flags: V.VFIO_DMA_MAP_FLAG_READ, note: "read-only" });
+    mapDma(s, A + M, 64 * K, { flags: V.VFIO_DMA_MAP_FLAG_VADDR, note: "VADDR flag" });
+    unmapDma(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "UNMAP_ALL" });
+    unmapDma(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_VADDR, note: "VADDR" });
+    iommuInfo(s, 128);
+    dirtyPages(s, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
     mk(s);
   }
   return out;

@@ -8,8 +8,8 @@
  * (`passthru oracle diff --backend host`).
  */
 import * as K from "../../uapi/kvm.js";
-import { SMALL, permutations } from "./common.js";
-import { Script, raw, st, v64, type GeneratedCase } from "./dsl.js";
+import { SMALL, createDevice, deviceAttr, permutations } from "./common.js";
+import { Script, raw, type GeneratedCase } from "./dsl.js";
 
 function ready(name: string, note: string): Script {
   const s = new Script(name, note);
@@ -17,39 +17,6 @@ function ready(name: string, note: string): Script {
   s.ioctl("$kvm", "KVM_CREATE_VM", 0, { as: "vm" });
   return s;
 }
-
-const create = (
-  s: Script,
-  fd: string | number,
-  type: number,
-  flags: number,
-  bind?: string,
-  note?: string,
-) =>
-  s.ioctl(fd, "KVM_CREATE_DEVICE", st(K.kvm_create_device, { type, flags }), {
-    ...(bind ? { bind: { fd: bind } } : {}),
-    ...(note ? { note } : {}),
-  });
-
-const attr = (
-  s: Script,
-  fd: string,
-  req: string,
-  group: number | bigint,
-  a: number | bigint,
-  o: { flags?: number; addr?: unknown; note?: string } = {},
-) =>
-  s.ioctl(
-    fd,
-    req,
-    st(K.kvm_device_attr, {
-      flags: o.flags ?? 0,
-      group: v64(group),
-      attr: v64(a),
-      addr: (o.addr ?? 0) as number,
-    }),
-    o.note ? { note: o.note } : {},
-  );
 
 export function generate(): GeneratedCase[] {
   const out: GeneratedCase[] = [];
@@ -65,10 +32,10 @@ export function generate(): GeneratedCase[] {
       `KVM_CREATE_DEVICE types ${types.join(", ")}: TEST, create, again`,
     );
     for (const t of types) {
-      create(s, "$vm", t, K.KVM_CREATE_DEVICE_TEST, undefined, `TEST type ${t}`);
-      create(s, "$vm", t, 0, `dev${t}`, `create type ${t}`);
-      create(s, "$vm", t, 0, `dev${t}b`, `create type ${t} again`);
-      create(s, "$vm", t, K.KVM_CREATE_DEVICE_TEST, undefined, `TEST type ${t} again`);
+      createDevice(s, "$vm", t, K.KVM_CREATE_DEVICE_TEST, undefined, `TEST type ${t}`);
+      createDevice(s, "$vm", t, 0, `dev${t}`, `create type ${t}`);
+      createDevice(s, "$vm", t, 0, `dev${t}b`, `create type ${t} again`);
+      createDevice(s, "$vm", t, K.KVM_CREATE_DEVICE_TEST, undefined, `TEST type ${t} again`);
     }
     mk(s);
   }
@@ -84,7 +51,7 @@ export function generate(): GeneratedCase[] {
     s.open("/dev/kvm", "kvm");
     for (let b = lo; b < hi; b++) {
       s.ioctl("$kvm", "KVM_CREATE_VM", 0, { as: `vm${b}` });
-      create(s, `$vm${b}`, K.KVM_DEV_TYPE_VFIO, (1 << b) >>> 0, `kv${b}`, `flag bit ${b}`);
+      createDevice(s, `$vm${b}`, K.KVM_DEV_TYPE_VFIO, (1 << b) >>> 0, `kv${b}`, `flag bit ${b}`);
     }
     mk(s);
   }
@@ -95,9 +62,9 @@ export function generate(): GeneratedCase[] {
     s.ioctl("$kvm", "KVM_CREATE_VM", 0, { as: "vm2" });
     s.close("$vm2");
     for (const fd of ["$kvm", "$ev", "$vm2", -1, 1000])
-      create(s, fd, K.KVM_DEV_TYPE_VFIO, 0, undefined, `fd ${fd}`);
-    create(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
-    create(s, "$kv", K.KVM_DEV_TYPE_VFIO, 0, undefined, "on the device fd");
+      createDevice(s, fd, K.KVM_DEV_TYPE_VFIO, 0, undefined, `fd ${fd}`);
+    createDevice(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
+    createDevice(s, "$kv", K.KVM_DEV_TYPE_VFIO, 0, undefined, "on the device fd");
     s.ioctl("$vm", "KVM_CREATE_DEVICE", "NULL", { note: "NULL" });
     s.ioctl("$vm", "KVM_CREATE_DEVICE", 1, { note: "a bad pointer" });
     s.mmap(4096, "ro", "r");
@@ -112,30 +79,30 @@ export function generate(): GeneratedCase[] {
         `attr-${short}-flags${flags}`,
         `${req} with flags ${flags} over groups x attributes (no file)`,
       );
-      create(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
+      createDevice(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
       for (const g of [0, 1, 2, 3, 0xffffffff])
         for (const a of [0n, 1n, 2n, 3n, 4n, 1n << 32n])
-          attr(s, "$kv", req, g, a, { flags, addr: 0, note: `group ${g} attr ${a}` });
+          deviceAttr(s, "$kv", req, g, a, { flags, addr: 0, note: `group ${g} attr ${a}` });
       mk(s);
     }
   }
   // the addr pointer of FILE_ADD/DEL: NULL, bad, unmapped, read-only, and the fds in it
   {
     const s = ready("attr-addr-kinds", "SET_DEVICE_ATTR(FILE_ADD/DEL) with each kind of addr");
-    create(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
+    createDevice(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
     s.mmap(4096, "ro", "r");
     s.mmap(4096, "gone");
     s.munmap("gone");
     for (const a of [K.KVM_DEV_VFIO_FILE_ADD, K.KVM_DEV_VFIO_FILE_DEL]) {
-      attr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, { addr: 0, note: "addr NULL" });
-      attr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, { addr: 1, note: "addr 1" });
-      attr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, {
+      deviceAttr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, { addr: 0, note: "addr NULL" });
+      deviceAttr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, { addr: 1, note: "addr 1" });
+      deviceAttr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, {
         addr: "$ro",
         note: "read-only page of zeros (fd 0)",
       });
-      attr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, { addr: "$gone", note: "unmapped" });
+      deviceAttr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, { addr: "$gone", note: "unmapped" });
       for (const fd of [-1, 0, 1, 2, 1000, 0x7fffffff])
-        attr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, {
+        deviceAttr(s, "$kv", "KVM_SET_DEVICE_ATTR", 1, a, {
           addr: raw(["s32", "fd", fd]),
           note: `fd ${fd}`,
         });
@@ -148,39 +115,39 @@ export function generate(): GeneratedCase[] {
       "device-fd-requests",
       "other requests on the kvm-vfio fd; attribute requests on other fds",
     );
-    create(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
+    createDevice(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
     s.ioctl("$kv", "KVM_CHECK_EXTENSION", K.KVM_CAP_DEVICE_CTRL);
     s.ioctl("$kv", "KVM_GET_API_VERSION", 0);
     s.ioctl("$kv", "KVM_CREATE_VM", 0, { as: "vmx" });
     s.ioctl("$kv", "VFIO_GET_API_VERSION", 0);
     s.ioctl("$kv", "KVM_RUN", 0);
     for (const fd of ["$vm", "$kvm"]) {
-      attr(s, fd, "KVM_HAS_DEVICE_ATTR", 1, 1, { note: `HAS on ${fd}` });
-      attr(s, fd, "KVM_GET_DEVICE_ATTR", 1, 1, { note: `GET on ${fd}` });
-      attr(s, fd, "KVM_SET_DEVICE_ATTR", 1, 1, { note: `SET on ${fd}` });
+      deviceAttr(s, fd, "KVM_HAS_DEVICE_ATTR", 1, 1, { note: `HAS on ${fd}` });
+      deviceAttr(s, fd, "KVM_GET_DEVICE_ATTR", 1, 1, { note: `GET on ${fd}` });
+      deviceAttr(s, fd, "KVM_SET_DEVICE_ATTR", 1, 1, { note: `SET on ${fd}` });
     }
     s.ioctl("$kvm", "KVM_CHECK_EXTENSION", K.KVM_CAP_DEVICE_CTRL);
     s.ioctl("$vm", "KVM_CHECK_EXTENSION", K.KVM_CAP_DEVICE_CTRL);
     s.dup("$kv", "kvd");
-    attr(s, "$kvd", "KVM_HAS_DEVICE_ATTR", 1, 1, { note: "through a dup" });
+    deviceAttr(s, "$kvd", "KVM_HAS_DEVICE_ATTR", 1, 1, { note: "through a dup" });
     s.close("$kv");
-    attr(s, "$kvd", "KVM_HAS_DEVICE_ATTR", 1, 1, { note: "the original closed" });
-    create(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv2", "another, while the dup holds the first");
+    deviceAttr(s, "$kvd", "KVM_HAS_DEVICE_ATTR", 1, 1, { note: "the original closed" });
+    createDevice(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv2", "another, while the dup holds the first");
     mk(s);
   }
   // lifetimes: close /dev/kvm, the VM and the device in every order, using what is left
   for (const p of permutations(["kvm", "vm", "kv"])) {
     const s = ready(`close-${p.join("-")}`, `create a kvm-vfio device, then close ${p.join(", ")}`);
-    create(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
+    createDevice(s, "$vm", K.KVM_DEV_TYPE_VFIO, 0, "kv");
     for (const f of p) {
       s.close(`$${f}`, `close ${f}`);
-      attr(s, "$kv", "KVM_HAS_DEVICE_ATTR", 1, 1, { note: "the device" });
-      create(s, "$vm", K.KVM_DEV_TYPE_VFIO, K.KVM_CREATE_DEVICE_TEST, undefined, "the VM");
+      deviceAttr(s, "$kv", "KVM_HAS_DEVICE_ATTR", 1, 1, { note: "the device" });
+      createDevice(s, "$vm", K.KVM_DEV_TYPE_VFIO, K.KVM_CREATE_DEVICE_TEST, undefined, "the VM");
       s.ioctl("$kvm", "KVM_GET_API_VERSION", 0, { note: "/dev/kvm" });
     }
     s.open("/dev/kvm", "kvm2");
     s.ioctl("$kvm2", "KVM_CREATE_VM", 0, { as: "vm2" });
-    create(s, "$vm2", K.KVM_DEV_TYPE_VFIO, 0, "kv2", "a new VM and device");
+    createDevice(s, "$vm2", K.KVM_DEV_TYPE_VFIO, 0, "kv2", "a new VM and device");
     mk(s);
   }
   // many VMs, each with its device
@@ -189,13 +156,13 @@ export function generate(): GeneratedCase[] {
     s.open("/dev/kvm", "kvm");
     for (let i = 0; i < 8; i++) {
       s.ioctl("$kvm", "KVM_CREATE_VM", 0, { as: `vm${i}` });
-      create(s, `$vm${i}`, K.KVM_DEV_TYPE_VFIO, 0, `kv${i}`);
+      createDevice(s, `$vm${i}`, K.KVM_DEV_TYPE_VFIO, 0, `kv${i}`);
     }
     for (const i of [3, 0, 7, 5]) {
       s.close(`$vm${i}`);
-      attr(s, `$kv${i}`, "KVM_HAS_DEVICE_ATTR", 1, 2);
+      deviceAttr(s, `$kv${i}`, "KVM_HAS_DEVICE_ATTR", 1, 2);
     }
-    for (const i of [1, 2, 4, 6]) create(s, `$vm${i}`, K.KVM_DEV_TYPE_VFIO, 0, `again${i}`);
+    for (const i of [1, 2, 4, 6]) createDevice(s, `$vm${i}`, K.KVM_DEV_TYPE_VFIO, 0, `again${i}`);
     mk(s);
   }
   // VM types and /dev/kvm requests with odd arguments

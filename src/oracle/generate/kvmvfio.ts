@@ -14,6 +14,8 @@ import {
   NVME_GROUP,
   SMALL,
   bindVfio,
+  createDevice,
+  deviceAttr,
   getDevice,
   groupStatus,
   permutations,
@@ -22,12 +24,10 @@ import {
 import { Script, raw, st, type GeneratedCase } from "./dsl.js";
 
 function file(s: Script, kv: string, a: number, fd: string | number, note?: string): void {
-  s.ioctl(
-    `$${kv}`,
-    "KVM_SET_DEVICE_ATTR",
-    st(K.kvm_device_attr, { group: K.KVM_DEV_VFIO_FILE, attr: a, addr: raw(["s32", "fd", fd]) }),
-    note ? { note } : {},
-  );
+  deviceAttr(s, `$${kv}`, "KVM_SET_DEVICE_ATTR", K.KVM_DEV_VFIO_FILE, a, {
+    addr: raw(["s32", "fd", fd]),
+    note,
+  });
 }
 const add = (s: Script, kv: string, fd: string | number, note?: string) =>
   file(s, kv, K.KVM_DEV_VFIO_FILE_ADD, fd, note);
@@ -37,9 +37,14 @@ const del = (s: Script, kv: string, fd: string | number, note?: string) =>
 function vm(s: Script, n = ""): void {
   if (!n) s.open("/dev/kvm", "kvm");
   s.ioctl("$kvm", "KVM_CREATE_VM", 0, { as: `vm${n}` });
-  s.ioctl(`$vm${n}`, "KVM_CREATE_DEVICE", st(K.kvm_create_device, { type: K.KVM_DEV_TYPE_VFIO }), {
-    bind: { fd: `kv${n}` },
-  });
+  createDevice(s, `$vm${n}`, K.KVM_DEV_TYPE_VFIO, 0, `kv${n}`);
+}
+
+/** A container c for the open group g, type1v2 set. */
+function attached(s: Script): Script {
+  s.open("/dev/vfio/vfio", "c");
+  setContainer(s, "g", "c");
+  return s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
 }
 
 export function generate(): GeneratedCase[] {
@@ -51,25 +56,8 @@ export function generate(): GeneratedCase[] {
     ["group", () => "$g"],
     ["group-dup", (s) => (s.dup("$g", "gd"), "$gd")],
     ["group-rdonly", (s) => (s.open(`/dev/vfio/${NVME_GROUP}`, "gr", ["O_RDONLY"]), "$gr")],
-    [
-      "group-attached",
-      (s) => (
-        s.open("/dev/vfio/vfio", "c"),
-        setContainer(s, "g", "c"),
-        s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU),
-        "$g"
-      ),
-    ],
-    [
-      "device",
-      (s) => (
-        s.open("/dev/vfio/vfio", "c"),
-        setContainer(s, "g", "c"),
-        s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU),
-        getDevice(s, "g", NVME, "d"),
-        "$d"
-      ),
-    ],
+    ["group-attached", (s) => (attached(s), "$g")],
+    ["device", (s) => (attached(s), getDevice(s, "g", NVME, "d"), "$d")],
     ["container", (s) => (s.open("/dev/vfio/vfio", "c"), "$c")],
     ["container-attached", (s) => (s.open("/dev/vfio/vfio", "c"), setContainer(s, "g", "c"), "$c")],
     ["kvm-vfio-itself", () => "$kv"],
@@ -90,7 +78,7 @@ export function generate(): GeneratedCase[] {
     const fd = make(s);
     add(s, "kv", fd, `add ${kind}`);
     add(s, "kv", fd, "add again");
-    s.ioctl("$kv", "KVM_HAS_DEVICE_ATTR", st(K.kvm_device_attr, { group: 1, attr: 1 }));
+    deviceAttr(s, "$kv", "KVM_HAS_DEVICE_ATTR", 1, 1);
     del(s, "kv", fd, `del ${kind}`);
     del(s, "kv", fd, "del again");
     add(s, "kv", "$g", "the group");
@@ -212,39 +200,19 @@ export function generate(): GeneratedCase[] {
     vm(s);
     for (const a of [0, 3, 4, 0x100]) {
       file(s, "kv", a, "$g", `attr ${a}`);
-      s.ioctl("$kv", "KVM_HAS_DEVICE_ATTR", st(K.kvm_device_attr, { group: 1, attr: a }), {
-        note: `HAS attr ${a}`,
-      });
+      deviceAttr(s, "$kv", "KVM_HAS_DEVICE_ATTR", 1, a, { note: `HAS attr ${a}` });
     }
-    s.ioctl(
-      "$kv",
-      "KVM_SET_DEVICE_ATTR",
-      st(K.kvm_device_attr, {
-        group: K.KVM_DEV_VFIO_FILE,
-        attr: K.KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE,
-        addr: st(K.kvm_vfio_spapr_tce, { groupfd: "$g", tablefd: -1 }),
-      }),
-      { note: "SET_SPAPR_TCE" },
-    );
-    s.ioctl(
-      "$kv",
-      "KVM_SET_DEVICE_ATTR",
-      st(K.kvm_device_attr, { flags: 1, group: 1, attr: 1, addr: raw(["s32", "fd", "$g"]) }),
-      { note: "flags 1" },
-    );
-    s.ioctl(
-      "$kv",
-      "KVM_SET_DEVICE_ATTR",
-      st(K.kvm_device_attr, { group: 2, attr: 1, addr: raw(["s32", "fd", "$g"]) }),
-      { note: "group 2" },
-    );
+    const tce = st(K.kvm_vfio_spapr_tce, { groupfd: "$g", tablefd: -1 });
+    const g = raw(["s32", "fd", "$g"]);
+    const set = "KVM_SET_DEVICE_ATTR";
+    deviceAttr(s, "$kv", set, K.KVM_DEV_VFIO_FILE, K.KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE, {
+      addr: tce,
+      note: "SET_SPAPR_TCE",
+    });
+    deviceAttr(s, "$kv", set, 1, 1, { flags: 1, addr: g, note: "flags 1" });
+    deviceAttr(s, "$kv", set, 2, 1, { addr: g, note: "group 2" });
     add(s, "kv", "$g");
-    s.ioctl(
-      "$kv",
-      "KVM_GET_DEVICE_ATTR",
-      st(K.kvm_device_attr, { group: 1, attr: 1, addr: raw(["s32", "fd", "$g"]) }),
-      { note: "GET" },
-    );
+    deviceAttr(s, "$kv", "KVM_GET_DEVICE_ATTR", 1, 1, { addr: g, note: "GET" });
     del(s, "kv", "$g");
     mk(s);
   }

@@ -7,12 +7,29 @@
  * in use (never one with an open device fd: its unbind would wait for the fd).
  */
 import * as V from "../../uapi/vfio.js";
-import { SHARED, bindVfio, getDevice, groupStatus, permutations, setContainer } from "./common.js";
-import { Script, type GeneratedCase } from "./dsl.js";
+import {
+  SHARED,
+  attachGroup,
+  bindVfio,
+  getDevice,
+  groupStatus,
+  permutations,
+  setContainer,
+} from "./common.js";
+import { Script, st, type GeneratedCase } from "./dsl.js";
 
 const F0 = "0000:01:00.0";
 const F1 = "0000:01:00.1";
 const GROUP = 1;
+
+/** Both functions on vfio-pci, the group attached to container c with type1v2 set. */
+function ready(name: string, note: string): Script {
+  const s = new Script(name, note);
+  bindVfio(s, F0);
+  bindVfio(s, F1);
+  attachGroup(s, GROUP);
+  return s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
+}
 
 export function generate(): GeneratedCase[] {
   const out: GeneratedCase[] = [];
@@ -46,16 +63,10 @@ export function generate(): GeneratedCase[] {
     mk(s);
   }
   {
-    const s = new Script(
+    const s = ready(
       "sibling-leaves",
       "the second function goes back to e1000 while the group is attached",
     );
-    bindVfio(s, F0);
-    bindVfio(s, F1);
-    s.open("/dev/vfio/vfio", "c");
-    s.open(`/dev/vfio/${GROUP}`, "g");
-    setContainer(s, "g", "c");
-    s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
     getDevice(s, "g", F0, "d0", "a device fd for the first function only");
     s.sysfsWrite(`/sys/bus/pci/devices/${F1}/driver_override`, "e1000");
     s.sysfsWrite(`/sys/bus/pci/devices/${F1}/driver/unbind`, F1, "the second leaves vfio-pci");
@@ -69,27 +80,18 @@ export function generate(): GeneratedCase[] {
     mk(s);
   }
   {
-    const s = new Script(
+    const s = ready(
       "both-devices",
       "device fds for both functions, closed and reopened; hot reset info",
     );
-    bindVfio(s, F0);
-    bindVfio(s, F1);
-    s.open("/dev/vfio/vfio", "c");
-    s.open(`/dev/vfio/${GROUP}`, "g");
-    setContainer(s, "g", "c");
-    s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
     getDevice(s, "g", F0, "d0");
     getDevice(s, "g", F1, "d1");
     for (const d of ["d0", "d1"]) {
-      s.ioctl(`$${d}`, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", {
-        struct: [
-          ["u32", "argsz", 64],
-          ["u32", "flags", 0],
-          ["u32", "count", 0],
-          ["bytes:52", "devices", null],
-        ],
-      });
+      s.ioctl(
+        `$${d}`,
+        "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+        st(V.vfio_pci_hot_reset_info, { argsz: 64 }, { tail: { name: "devices", size: 52 } }),
+      );
       s.ioctl(`$${d}`, "VFIO_DEVICE_RESET", 0);
     }
     s.close("$d0");

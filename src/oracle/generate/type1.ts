@@ -7,8 +7,17 @@
  * VADDR; GET_INFO argsz and its capability chain; DIRTY_PAGES flags and argsz.
  */
 import * as V from "../../uapi/vfio.js";
-import { SMALL, type1Ready } from "./common.js";
-import { Script, st, v64, type GeneratedCase } from "./dsl.js";
+import {
+  RELATIONS,
+  SMALL,
+  attachGroup,
+  dirtyPages,
+  iommuInfo,
+  mapDma,
+  type1Ready,
+  unmapDma,
+} from "./common.js";
+import { Script, st, type GeneratedCase } from "./dsl.js";
 
 const K = 1024;
 const M = K * K;
@@ -21,75 +30,6 @@ function ready(name: string, note: string, buf = 8 * M, type = V.VFIO_TYPE1v2_IO
   return s;
 }
 
-function map(
-  s: Script,
-  iova: number | bigint,
-  size: number | bigint,
-  o: { vaddr?: string; flags?: number; argsz?: number; note?: string } = {},
-): void {
-  s.ioctl(
-    "$c",
-    "VFIO_IOMMU_MAP_DMA",
-    st(V.vfio_iommu_type1_dma_map, {
-      argsz: o.argsz ?? 32,
-      flags: o.flags ?? RW,
-      vaddr: o.vaddr ?? "$buf",
-      iova: v64(iova),
-      size: v64(size),
-    }),
-    o.note ? { note: o.note } : {},
-  );
-}
-
-function unmap(
-  s: Script,
-  iova: number | bigint,
-  size: number | bigint,
-  o: { flags?: number; argsz?: number; note?: string } = {},
-): void {
-  s.ioctl(
-    "$c",
-    "VFIO_IOMMU_UNMAP_DMA",
-    st(V.vfio_iommu_type1_dma_unmap, {
-      argsz: o.argsz ?? 24,
-      flags: o.flags ?? 0,
-      iova: v64(iova),
-      size: v64(size),
-    }),
-    o.note ? { note: o.note } : {},
-  );
-}
-
-function info(s: Script, argsz = 16, note?: string): void {
-  s.ioctl(
-    "$c",
-    "VFIO_IOMMU_GET_INFO",
-    st(
-      V.vfio_iommu_type1_info,
-      { argsz },
-      argsz > 24 ? { tail: { name: "caps", size: argsz - 24 } } : {},
-    ),
-    note ? { note } : {},
-  );
-}
-
-/** Allen's thirteen relations of a candidate range [c, d) to an existing one [a, b). */
-const RELATIONS: [string, (a: number, b: number) => [number, number]][] = [
-  ["before", (a) => [a - 3 * 64 * K, a - 2 * 64 * K]],
-  ["meets", (a) => [a - 64 * K, a]],
-  ["overlaps", (a) => [a - 32 * K, a + 32 * K]],
-  ["starts", (a) => [a, a + 32 * K]],
-  ["during", (a) => [a + 16 * K, a + 48 * K]],
-  ["finishes", (a, b) => [a + 32 * K, b]],
-  ["equals", (a, b) => [a, b]],
-  ["finished-by", (a, b) => [a - 32 * K, b]],
-  ["contains", (a, b) => [a - 32 * K, b + 32 * K]],
-  ["started-by", (a, b) => [a, b + 32 * K]],
-  ["overlapped-by", (_a, b) => [b - 32 * K, b + 32 * K]],
-  ["met-by", (_a, b) => [b, b + 64 * K]],
-  ["after", (_a, b) => [b + 64 * K, b + 128 * K]],
-];
-
 export function generate(): GeneratedCase[] {
   const out: GeneratedCase[] = [];
   const mk = (s: Script) =>
@@ -101,13 +41,13 @@ export function generate(): GeneratedCase[] {
   for (const [rel, f] of RELATIONS) {
     const [c, d] = f(A, B);
     const s = ready(`map-${rel}`, `MAP_DMA of a range that ${rel} an existing 64K mapping`);
-    map(s, A, B - A, { note: "existing [16M, 16M+64K)" });
-    map(s, c, d - c, { vaddr: "$buf+0x100000", note: `candidate ${rel}` });
-    unmap(s, c, d - c, { note: `unmap the candidate's range` });
-    unmap(s, A, B - A, { note: "unmap the original" });
-    map(s, c, d - c, { vaddr: "$buf+0x100000", note: "candidate alone" });
-    unmap(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "all" });
-    info(s, 16, "afterwards");
+    mapDma(s, A, B - A, { note: "existing [16M, 16M+64K)" });
+    mapDma(s, c, d - c, { vaddr: "$buf+0x100000", note: `candidate ${rel}` });
+    unmapDma(s, c, d - c, { note: `unmap the candidate's range` });
+    unmapDma(s, A, B - A, { note: "unmap the original" });
+    mapDma(s, c, d - c, { vaddr: "$buf+0x100000", note: "candidate alone" });
+    unmapDma(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "all" });
+    iommuInfo(s, 16, "afterwards");
     mk(s);
   }
   // unmap relations: an unmap range against adjacent mappings, under type1v2 and type1
@@ -125,12 +65,12 @@ export function generate(): GeneratedCase[] {
           V.VFIO_TYPE1_IOMMU,
         )
       : ready(`unmap-${rel}`, `UNMAP_DMA of a range that ${rel} a 64K mapping (next to another)`);
-    map(s, A, B - A, { note: "[16M, 16M+64K)" });
-    map(s, B, 64 * K, { vaddr: "$buf+0x10000", note: "adjacent [16M+64K, 16M+128K)" });
-    map(s, A - 64 * K, 64 * K, { vaddr: "$buf+0x20000", note: "adjacent before" });
-    unmap(s, c, d - c, { note: rel });
-    unmap(s, A - 64 * K, 3 * 64 * K, { note: "everything left" });
-    unmap(s, A - 64 * K, 3 * 64 * K, { note: "again: nothing" });
+    mapDma(s, A, B - A, { note: "[16M, 16M+64K)" });
+    mapDma(s, B, 64 * K, { vaddr: "$buf+0x10000", note: "adjacent [16M+64K, 16M+128K)" });
+    mapDma(s, A - 64 * K, 64 * K, { vaddr: "$buf+0x20000", note: "adjacent before" });
+    unmapDma(s, c, d - c, { note: rel });
+    unmapDma(s, A - 64 * K, 3 * 64 * K, { note: "everything left" });
+    unmapDma(s, A - 64 * K, 3 * 64 * K, { note: "again: nothing" });
     mk(s);
   }
 
@@ -138,22 +78,22 @@ export function generate(): GeneratedCase[] {
   {
     const s = ready("map-argsz", "MAP_DMA argsz from 0 to above the struct");
     [0, 4, 8, 15, 16, 23, 24, 31, 32, 33, 64, 4096, 0xffffffff].forEach((a, i) =>
-      map(s, 32 * M + i * M, 64 * K, { argsz: a, note: `argsz ${a}` }),
+      mapDma(s, 32 * M + i * M, 64 * K, { argsz: a, note: `argsz ${a}` }),
     );
     mk(s);
   }
   {
     const s = ready("unmap-argsz", "UNMAP_DMA argsz from 0 to above the struct");
     [0, 4, 8, 15, 16, 23, 24, 25, 32, 48, 4096, 0xffffffff].forEach((a, i) => {
-      map(s, 32 * M + i * M, 64 * K);
-      unmap(s, 32 * M + i * M, 64 * K, { argsz: a, note: `argsz ${a}` });
+      mapDma(s, 32 * M + i * M, 64 * K);
+      unmapDma(s, 32 * M + i * M, 64 * K, { argsz: a, note: `argsz ${a}` });
     });
     mk(s);
   }
   {
     const s = ready("info-argsz", "GET_INFO argsz around the struct and the capability chain");
     for (const a of [0, 4, 7, 8, 12, 15, 16, 17, 20, 23, 24, 32, 40, 48, 64, 96, 128, 256])
-      info(s, a, `argsz ${a}`);
+      iommuInfo(s, a, `argsz ${a}`);
     mk(s);
   }
   {
@@ -163,15 +103,15 @@ export function generate(): GeneratedCase[] {
     );
     s.mmap(2 * M, "buf");
     s.open("/dev/vfio/vfio", "c");
-    info(s, 16, "no group");
+    iommuInfo(s, 16, "no group");
     type1Ready(s);
-    info(s, 128, "caps, no mappings");
+    iommuInfo(s, 128, "caps, no mappings");
     for (let i = 0; i < 4; i++) {
-      map(s, 64 * M + i * M, 4 * K, { note: `mapping ${i + 1}` });
-      info(s, 128);
+      mapDma(s, 64 * M + i * M, 4 * K, { note: `mapping ${i + 1}` });
+      iommuInfo(s, 128);
     }
-    unmap(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL });
-    info(s, 128, "after UNMAP_ALL");
+    unmapDma(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL });
+    iommuInfo(s, 128, "after UNMAP_ALL");
     mk(s);
   }
 
@@ -185,8 +125,8 @@ export function generate(): GeneratedCase[] {
       `MAP_DMA with flag bit ${lo}..${hi - 1} alone and with READ|WRITE`,
     );
     for (let b = lo; b < hi; b++) {
-      map(s, 64 * M + b * 2 * M, 64 * K, { flags: (1 << b) >>> 0, note: `flag bit ${b}` });
-      map(s, 64 * M + b * 2 * M + M, 64 * K, {
+      mapDma(s, 64 * M + b * 2 * M, 64 * K, { flags: (1 << b) >>> 0, note: `flag bit ${b}` });
+      mapDma(s, 64 * M + b * 2 * M + M, 64 * K, {
         flags: (RW | (1 << b)) >>> 0,
         note: `READ|WRITE|bit ${b}`,
       });
@@ -196,8 +136,8 @@ export function generate(): GeneratedCase[] {
   {
     const s = ready("unmap-flags", "UNMAP_DMA with each flag bit over a mapping");
     for (let b = 0; b < 32; b++) {
-      if (b % 2 === 0) map(s, 64 * M + b * M, 64 * K);
-      unmap(s, 64 * M + (b - (b % 2)) * M, 64 * K, {
+      if (b % 2 === 0) mapDma(s, 64 * M + b * M, 64 * K);
+      unmapDma(s, 64 * M + (b - (b % 2)) * M, 64 * K, {
         flags: (1 << b) >>> 0,
         note: `flag bit ${b}`,
       });
@@ -206,22 +146,22 @@ export function generate(): GeneratedCase[] {
   }
   {
     const s = ready("unmap-all", "UNMAP_ALL with and without iova/size, with other flags");
-    map(s, 16 * M, 64 * K);
-    map(s, 32 * M, 2 * M, { vaddr: "$buf+0x200000" });
-    unmap(s, 16 * M, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL with an iova" });
-    unmap(s, 0, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL with a size" });
-    unmap(s, 0, 0, {
+    mapDma(s, 16 * M, 64 * K);
+    mapDma(s, 32 * M, 2 * M, { vaddr: "$buf+0x200000" });
+    unmapDma(s, 16 * M, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL with an iova" });
+    unmapDma(s, 0, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL with a size" });
+    unmapDma(s, 0, 0, {
       flags: V.VFIO_DMA_UNMAP_FLAG_ALL | V.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
       note: "ALL + dirty bitmap",
     });
-    unmap(s, 0, 0, {
+    unmapDma(s, 0, 0, {
       flags: V.VFIO_DMA_UNMAP_FLAG_ALL | V.VFIO_DMA_UNMAP_FLAG_VADDR,
       note: "ALL + VADDR",
     });
-    unmap(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL" });
-    unmap(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL again" });
-    unmap(s, 0, 0, { note: "no flags, size 0" });
-    info(s, 128);
+    unmapDma(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL" });
+    unmapDma(s, 0, 0, { flags: V.VFIO_DMA_UNMAP_FLAG_ALL, note: "ALL again" });
+    unmapDma(s, 0, 0, { note: "no flags, size 0" });
+    iommuInfo(s, 128);
     mk(s);
   }
 
@@ -237,10 +177,10 @@ export function generate(): GeneratedCase[] {
       const iova = what === "iova" ? base + o : base;
       const vaddr = what === "vaddr" ? `$buf+0x${o.toString(16)}` : "$buf";
       const size = what === "size" ? o : 64 * K;
-      map(s, iova, size, { vaddr, note: `${what} +0x${o.toString(16)}` });
+      mapDma(s, iova, size, { vaddr, note: `${what} +0x${o.toString(16)}` });
     });
-    unmap(s, 64 * M + 1, 4 * K, { note: "unaligned unmap iova" });
-    unmap(s, 64 * M, 4 * K + 1, { note: "unaligned unmap size" });
+    unmapDma(s, 64 * M + 1, 4 * K, { note: "unaligned unmap iova" });
+    unmapDma(s, 64 * M, 4 * K + 1, { note: "unaligned unmap size" });
     mk(s);
   }
 
@@ -265,8 +205,8 @@ export function generate(): GeneratedCase[] {
       [0xfec00000n, 0x400000n, "across the MSI window"],
       [16n * BigInt(M), 1n << 63n, "a huge size"],
     ];
-    for (const [iova, size, note] of cases) map(s, iova, size, { note });
-    info(s, 128);
+    for (const [iova, size, note] of cases) mapDma(s, iova, size, { note });
+    iommuInfo(s, 128);
     mk(s);
   }
 
@@ -277,49 +217,31 @@ export function generate(): GeneratedCase[] {
     s.mmap(64 * K, "none", "none");
     s.mmap(64 * K, "gone");
     s.munmap("gone");
-    map(s, 16 * M, 64 * K, { vaddr: "$ro", note: "read-only memory, READ|WRITE" });
-    map(s, 17 * M, 64 * K, {
-      vaddr: "$ro",
-      flags: V.VFIO_DMA_MAP_FLAG_READ,
-      note: "read-only memory, READ",
-    });
-    map(s, 18 * M, 64 * K, {
-      vaddr: "$ro",
-      flags: V.VFIO_DMA_MAP_FLAG_WRITE,
-      note: "read-only memory, WRITE",
-    });
-    map(s, 19 * M, 64 * K, { vaddr: "$none", note: "PROT_NONE" });
-    map(s, 20 * M, 64 * K, { vaddr: "$gone", note: "unmapped" });
-    map(s, 21 * M, 128 * K, {
-      vaddr: "$ro",
-      flags: V.VFIO_DMA_MAP_FLAG_READ,
-      note: "read-only and past its end",
-    });
-    map(s, 22 * M, 64 * K, { vaddr: "$buf+0x7f0000", note: "the end of buf" });
-    map(s, 23 * M, 128 * K, { vaddr: "$buf+0x7f0000", note: "past the end of buf" });
-    s.ioctl(
-      "$c",
-      "VFIO_IOMMU_MAP_DMA",
-      st(V.vfio_iommu_type1_dma_map, {
-        argsz: 32,
-        flags: RW,
-        vaddr: 0,
-        iova: 24 * M,
-        size: 64 * K,
-      }),
-      { note: "vaddr 0" },
+    const kinds: [number, string | number, number, string][] = [
+      [64 * K, "$ro", RW, "read-only memory, READ|WRITE"],
+      [64 * K, "$ro", V.VFIO_DMA_MAP_FLAG_READ, "read-only memory, READ"],
+      [64 * K, "$ro", V.VFIO_DMA_MAP_FLAG_WRITE, "read-only memory, WRITE"],
+      [64 * K, "$none", RW, "PROT_NONE"],
+      [64 * K, "$gone", RW, "unmapped"],
+      [128 * K, "$ro", V.VFIO_DMA_MAP_FLAG_READ, "read-only and past its end"],
+      [64 * K, "$buf+0x7f0000", RW, "the end of buf"],
+      [128 * K, "$buf+0x7f0000", RW, "past the end of buf"],
+      [64 * K, 0, RW, "vaddr 0"],
+    ];
+    kinds.forEach(([size, vaddr, flags, note], i) =>
+      mapDma(s, (16 + i) * M, size, { vaddr, flags, note }),
     );
-    info(s, 128);
+    iommuInfo(s, 128);
     mk(s);
   }
 
   // the same memory mapped many times, many small mappings, then DMA_AVAIL
   {
     const s = ready("map-many", "many mappings of the same memory; DMA_AVAIL counts them");
-    for (let i = 0; i < 24; i++) map(s, 128 * M + i * 64 * K, 4 * K, { note: `#${i + 1}` });
-    info(s, 128);
-    unmap(s, 128 * M, 24 * 64 * K, { note: "all of them at once" });
-    info(s, 128);
+    for (let i = 0; i < 24; i++) mapDma(s, 128 * M + i * 64 * K, 4 * K, { note: `#${i + 1}` });
+    iommuInfo(s, 128);
+    unmapDma(s, 128 * M, 24 * 64 * K, { note: "all of them at once" });
+    iommuInfo(s, 128);
     mk(s);
   }
 
@@ -330,48 +252,31 @@ export function generate(): GeneratedCase[] {
       "UNMAP with VADDR then MAP with VADDR, in order and out of order",
     );
     s.mmap(M, "buf2");
-    map(s, 16 * M, 64 * K);
-    map(s, 17 * M, 64 * K, { vaddr: "$buf+0x10000" });
-    map(s, 16 * M, 64 * K, {
-      vaddr: "$buf2",
-      flags: V.VFIO_DMA_MAP_FLAG_VADDR,
-      note: "VADDR before invalidating",
-    });
-    unmap(s, 16 * M, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_VADDR, note: "invalidate" });
-    unmap(s, 16 * M, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_VADDR, note: "invalidate again" });
-    map(s, 16 * M, 32 * K, {
-      vaddr: "$buf2",
-      flags: V.VFIO_DMA_MAP_FLAG_VADDR,
-      note: "re-supply a part",
-    });
-    map(s, 16 * M, 64 * K, {
-      vaddr: "$buf2",
-      flags: V.VFIO_DMA_MAP_FLAG_VADDR | RW,
-      note: "VADDR with READ|WRITE",
-    });
-    map(s, 16 * M, 64 * K, { vaddr: "$buf2", flags: V.VFIO_DMA_MAP_FLAG_VADDR, note: "re-supply" });
-    unmap(s, 0, 0, {
+    mapDma(s, 16 * M, 64 * K);
+    mapDma(s, 17 * M, 64 * K, { vaddr: "$buf+0x10000" });
+    const VADDR = V.VFIO_DMA_MAP_FLAG_VADDR;
+    const supply = (iova: number, size: number, vaddr: string, note: string, flags = VADDR) =>
+      mapDma(s, iova, size, { vaddr, flags, note });
+    supply(16 * M, 64 * K, "$buf2", "VADDR before invalidating");
+    unmapDma(s, 16 * M, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_VADDR, note: "invalidate" });
+    unmapDma(s, 16 * M, 64 * K, { flags: V.VFIO_DMA_UNMAP_FLAG_VADDR, note: "invalidate again" });
+    supply(16 * M, 32 * K, "$buf2", "re-supply a part");
+    supply(16 * M, 64 * K, "$buf2", "VADDR with READ|WRITE", VADDR | RW);
+    supply(16 * M, 64 * K, "$buf2", "re-supply");
+    unmapDma(s, 0, 0, {
       flags: V.VFIO_DMA_UNMAP_FLAG_ALL | V.VFIO_DMA_UNMAP_FLAG_VADDR,
       note: "invalidate all",
     });
-    map(s, 17 * M, 64 * K, {
-      vaddr: "$buf2",
-      flags: V.VFIO_DMA_MAP_FLAG_VADDR,
-      note: "re-supply the second",
-    });
-    map(s, 16 * M, 64 * K, {
-      vaddr: "$buf2+0x10000",
-      flags: V.VFIO_DMA_MAP_FLAG_VADDR,
-      note: "and the first",
-    });
-    unmap(s, 16 * M, 2 * M, { note: "unmap both" });
+    supply(17 * M, 64 * K, "$buf2", "re-supply the second");
+    supply(16 * M, 64 * K, "$buf2+0x10000", "and the first");
+    unmapDma(s, 16 * M, 2 * M, { note: "unmap both" });
     mk(s);
   }
 
   // DIRTY_PAGES
   {
     const s = ready("dirty-flags", "DIRTY_PAGES with each flag and argsz");
-    map(s, 16 * M, 64 * K);
+    mapDma(s, 16 * M, 64 * K);
     for (const [flags, note] of [
       [0, "no flag"],
       [V.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, "STOP before START"],
@@ -382,34 +287,17 @@ export function generate(): GeneratedCase[] {
       [V.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, "STOP"],
       [V.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, "STOP again"],
     ] as const)
-      s.ioctl(
-        "$c",
-        "VFIO_IOMMU_DIRTY_PAGES",
-        st(V.vfio_iommu_type1_dirty_bitmap, { argsz: 8, flags }),
-        { note },
-      );
+      dirtyPages(s, flags, 8, note);
     for (const a of [0, 7, 9, 48])
-      s.ioctl(
-        "$c",
-        "VFIO_IOMMU_DIRTY_PAGES",
-        st(V.vfio_iommu_type1_dirty_bitmap, {
-          argsz: a,
-          flags: V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
-        }),
-        { note: `START, argsz ${a}` },
-      );
+      dirtyPages(s, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START, a, `START, argsz ${a}`);
     mk(s);
   }
   {
     const s = ready("dirty-bitmap", "GET_BITMAP over ranges and page sizes while tracking");
     s.mmap(4096, "bm");
-    map(s, 16 * M, 64 * K);
-    map(s, 32 * M, 64 * K, { vaddr: "$buf+0x10000" });
-    s.ioctl(
-      "$c",
-      "VFIO_IOMMU_DIRTY_PAGES",
-      st(V.vfio_iommu_type1_dirty_bitmap, { argsz: 8, flags: V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START }),
-    );
+    mapDma(s, 16 * M, 64 * K);
+    mapDma(s, 32 * M, 64 * K, { vaddr: "$buf+0x10000" });
+    dirtyPages(s, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
     const get = (iova: number, size: number, pgsize: number, bsize: number, note: string) =>
       s.ioctl(
         "$c",
@@ -439,11 +327,7 @@ export function generate(): GeneratedCase[] {
     get(16 * M, 16 * M + 64 * K, 4096, 1024, "two mappings and the gap");
     get(16 * M + 4096, 64 * K, 4096, 8, "unaligned to the mapping");
     get(48 * M, 64 * K, 4096, 8, "nothing mapped there");
-    s.ioctl(
-      "$c",
-      "VFIO_IOMMU_DIRTY_PAGES",
-      st(V.vfio_iommu_type1_dirty_bitmap, { argsz: 8, flags: V.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP }),
-    );
+    dirtyPages(s, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
     get(16 * M, 64 * K, 4096, 8, "after STOP");
     mk(s);
   }
@@ -457,20 +341,18 @@ export function generate(): GeneratedCase[] {
     s.sysfsWrite("/sys/bus/pci/devices/0000:01:00.0/driver_override", "vfio-pci");
     s.sysfsWrite("/sys/bus/pci/devices/0000:01:00.0/driver/unbind", "0000:01:00.0");
     s.sysfsWrite("/sys/bus/pci/drivers_probe", "0000:01:00.0");
-    s.open("/dev/vfio/vfio", "c");
-    s.open("/dev/vfio/4", "g");
-    s.ioctl("$g", "VFIO_GROUP_SET_CONTAINER", { struct: [["s32", "fd", "$c"]] });
+    attachGroup(s);
     s.ioctl("$c", "VFIO_SET_IOMMU", t);
     s.mmap(4 * M, "buf");
-    map(s, 16 * M, 2 * M);
-    unmap(s, 16 * M + 64 * K, 64 * K, { note: "a hole in the middle" });
-    unmap(s, 16 * M, 4 * K, { note: "the first page" });
-    unmap(s, 17 * M, M, { note: "the second half" });
-    unmap(s, 15 * M, 2 * M, { note: "over the start" });
-    unmap(s, 16 * M, 2 * M, { note: "the whole original" });
-    map(s, 16 * M, 2 * M);
-    unmap(s, 16 * M, 2 * M, { note: "whole" });
-    info(s, 128);
+    mapDma(s, 16 * M, 2 * M);
+    unmapDma(s, 16 * M + 64 * K, 64 * K, { note: "a hole in the middle" });
+    unmapDma(s, 16 * M, 4 * K, { note: "the first page" });
+    unmapDma(s, 17 * M, M, { note: "the second half" });
+    unmapDma(s, 15 * M, 2 * M, { note: "over the start" });
+    unmapDma(s, 16 * M, 2 * M, { note: "the whole original" });
+    mapDma(s, 16 * M, 2 * M);
+    unmapDma(s, 16 * M, 2 * M, { note: "whole" });
+    iommuInfo(s, 128);
     mk(s);
   }
   return out;
