@@ -14,10 +14,7 @@ import { loadHost } from "../src/host/load.js";
 import { loadScript, replay } from "../src/userspace/replay/replay.js";
 import { ROOT, oracleCases } from "./support/paths.js";
 
-const PENDING: Record<string, string> = {
-  "device-info": "the e1000e option ROM's contents (no device model answers ROM reads)",
-  "device-config-space": "an NVMe device model (BAR0 registers)",
-};
+const PENDING: Record<string, string> = {};
 
 for (const [name, dir] of oracleCases()) {
   const files = ["snapshot.tar.gz", "script.jsonl", "expected.jsonl"].map((f) => join(dir, f));
@@ -40,19 +37,7 @@ for (const [name, dir] of oracleCases()) {
  * the model differs, the case is listed in PENDING_GENERATED with the model bug its first
  * difference shows (a key ending in "*" covers every case whose name starts with the rest).
  */
-const CAPS =
-  "KVM_CHECK_EXTENSION of capabilities the model's KVM profile lacks: NR_VCPUS (9) is 1, XCRS (56) 1, " +
-  "X86_DISABLE_EXITS (143) 15, NESTED_STATE (157) 4224, XSAVE2 (208) 4096 on Linux, 0 on the model; " +
-  "DISABLE_QUIRKS2 (213) is 0x7ff, the model's quirk mask 0xff";
-const PENDING_GENERATED: Record<string, string> = {
-  "kvm-device.caps-*": CAPS,
-  "kvm-device.device-fd-requests":
-    "KVM_HAS/GET_DEVICE_ATTR on /dev/kvm with group 1: Linux gives ENXIO (kvm_x86_dev_has_attr: only group 0), the model EINVAL",
-  "vfio-device.nic-region-index":
-    "GET_REGION_INFO of the e1000e's option ROM (index 6): Linux gives size 0x40000 and READ, the model size 0 (the ROM BAR is not sized from the snapshot)",
-  "vfio-group.device-fd-names":
-    'GET_DEVICE_FD("0000:01:00.0 "): Linux returns the device (vfio_pci_core_match takes a name followed by a space and options), the model ENODEV',
-};
+const PENDING_GENERATED: Record<string, string> = {};
 
 const GENERATED = join(ROOT, "test", "oracle", "generated");
 

@@ -6,16 +6,15 @@
  * own expectations are `passthru run`'s business and only counted here. A step that
  * cannot run at all (an unknown op or request) is an input error: exit 2.
  */
-import { InputError } from "../host/errors.js";
 import { checkScenario, type CheckReport } from "../userspace/check/scenario.js";
 import { loadScenario } from "../userspace/scenario/load.js";
 import { bold, dim, EXIT_FINDINGS, EXIT_OK, green, printJson, red } from "./output.js";
 
 export async function checkCommand(file: string, opts: { json?: boolean }): Promise<number> {
-  const { scenario, host } = await loadScenario(file);
+  const { scenario, host, unrunnable } = await loadScenario(file);
   const report = checkScenario(scenario, host);
-  const bad = report.unrunnable[0];
-  if (bad) throw new InputError(file, bad.message, undefined, `steps[${bad.index - 1}]`);
+  const bad = unrunnable(report.unrunnable);
+  if (bad) throw bad;
   if (opts.json) printJson(report);
   else printReport(report);
   return report.violations ? EXIT_FINDINGS : EXIT_OK;

@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from "commander";
 import { builtinHosts } from "../host/load.js";
 import { analyzeCommand } from "./analyze.js";
 import { checkCommand } from "./check.js";
+import { compareDesignsCommand } from "./compare-designs.js";
 import { graphCommand } from "./graph.js";
 import { groupsCommand } from "./groups.js";
 import { planCommand } from "./plan.js";
@@ -111,6 +112,18 @@ export async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output")
     .action(async (file: string, opts: { json?: boolean }) => {
       code = await runCommand(file, opts);
+    });
+
+  program
+    .command("compare-designs")
+    .description(
+      "run a scenario under the 2013 kvm-vfio group design, the current cdev + iommufd design and " +
+        "the 2021 KVM_ALLOW_INCOHERENT_DMA proposal (never merged, experimental), side by side",
+    )
+    .argument("<scenario>", "scenario file with a `vmm` step (e.g. coherency-compare-designs.yaml)")
+    .option("--json", "machine-readable output")
+    .action(async (file: string, opts: { json?: boolean }) => {
+      code = await compareDesignsCommand(file, opts);
     });
 
   registerOracle(program, (c) => {

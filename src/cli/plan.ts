@@ -100,7 +100,11 @@ async function perform(plan: Plan, opts: PlanOptions, root: string): Promise<num
     `${bold(`This will ${what}`)} ${plan.pass.map(short).join(", ")} with ${writes.length} sysfs writes:`,
   ];
   for (const w of writes)
-    out.push(`  echo ${JSON.stringify(w.value).slice(1, -1)} > ${w.path}  ${dim(`# ${w.why}`)}`);
+    // as a shell line that writes the same: echo adds the newline sysfs strips (a bare
+    // newline, `echo >`, clears driver_override: drivers/base/driver.c driver_set_override)
+    out.push(
+      `  ${["echo", w.value.trim(), ">", w.path].filter(Boolean).join(" ")}  ${dim(`# ${w.why}`)}`,
+    );
   process.stdout.write(out.join("\n") + "\n");
   if (!opts.yes && !(await confirm("Proceed? [y/N] "))) {
     process.stdout.write("Nothing was written.\n");

@@ -1,15 +1,18 @@
 /**
  * `passthru run scenario.yaml`: run a scenario on the kernel model and print a readable
  * trace (each step, the calls it made and what they returned, and any expectation that
- * failed); `--json` for the same as data. Exit 1 when an expectation fails.
+ * failed); `--json` for the same as data. Exit 1 when an expectation fails; a step that
+ * cannot run at all (an unknown op or request) is an input error: exit 2.
  */
-import { runScenario, type ScenarioReport } from "../userspace/scenario/run.js";
+import { runScenario, type ScenarioReport, unrunnableSteps } from "../userspace/scenario/run.js";
 import { loadScenario } from "../userspace/scenario/load.js";
 import { bold, dim, EXIT_FINDINGS, EXIT_OK, green, printJson, red } from "./output.js";
 
 export async function runCommand(file: string, opts: { json?: boolean }): Promise<number> {
-  const { scenario, host } = await loadScenario(file);
+  const { scenario, host, unrunnable } = await loadScenario(file);
   const report = runScenario(scenario, host);
+  const bad = unrunnable(unrunnableSteps(report));
+  if (bad) throw bad;
   if (opts.json) printJson(report);
   else printTrace(report);
   return report.failed ? EXIT_FINDINGS : EXIT_OK;

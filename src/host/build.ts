@@ -10,6 +10,7 @@ import { Machine } from "../machine/machine.js";
 import { PowerNvMachine } from "../machine/powerpc/machine.js";
 import { buildConfigSpace, rawConfigSpace } from "../machine/pci/builder.js";
 import type { ConfigSpace } from "../machine/pci/config-space.js";
+import { minimalRomImage, romBarOffset } from "../machine/pci/rom.js";
 import type { PciFunction, PhysBus } from "../machine/pci/fabric.js";
 import * as R from "../uapi/pci_regs.js";
 import { InputError } from "./errors.js";
@@ -90,8 +91,12 @@ export function buildHost(spec: HostSpec, source: string): Host {
       continue;
     const sec = cs.read(R.PCI_SECONDARY_BUS, 1);
     if (sec === 0) continue;
-    if (sec === f.bus)
-      fail(`bridge ${f.name} has its own bus ${hex2(sec)} as secondary bus`, `${f.path}.secondary`);
+    // Not below the bridge's own bus: a loop (pci_scan_bridge_extend: "configuration invalid").
+    if (sec <= f.bus)
+      fail(
+        `bridge ${f.name} on bus ${hex2(f.bus)} has bus ${hex2(sec)} as secondary bus: a loop in the bus topology`,
+        `${f.path}.secondary`,
+      );
     const other = claim.get(key(f.domain, sec));
     if (other)
       fail(
@@ -114,7 +119,8 @@ export function buildHost(spec: HostSpec, source: string): Host {
     }
   }
 
-  const machine = spec.platform?.arch === "powernv" ? powernvMachine(spec) : new Machine(spec.name);
+  const machine =
+    spec.platform?.arch === "powernv" ? powernvMachine(spec) : new Machine(spec.name, spec.cpu);
   const vmdDomains = new Map<number, Flat>();
   for (const f of flat) {
     if (f.spec.vmd) vmdDomains.set(f.spec.vmd.domain, f);
@@ -155,7 +161,9 @@ export function buildHost(spec: HostSpec, source: string): Host {
       bus = machine.pci.link(fns.get(br) as PciFunction);
       buses.set(key(f.domain, f.bus), bus);
     }
-    fns.set(f, machine.pci.attach(bus, f.devfn, f.config as ConfigSpace));
+    const fn = machine.pci.attach(bus, f.devfn, f.config as ConfigSpace);
+    if (f.spec.rom?.image === "minimal") fn.rom = romImageOf(fn.config);
+    fns.set(f, fn);
   }
   for (const f of flat) {
     const br = fns.get(f) as PciFunction;
@@ -340,7 +348,7 @@ function configFor(
     }
     const bytes = new Uint8Array(n);
     for (let i = 0; i < n; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-    return allowBarSizing(rawConfigSpace(bytes), s.bars ?? [], s.rom);
+    return allowBarSizing(rawConfigSpace(bytes), s.bars ?? [], s.rom?.size);
   }
   const cs = buildConfigSpace(
     {
@@ -353,7 +361,18 @@ function configFor(
     },
     unprivileged && !CAP_FIELDS.some((k) => s[k] !== undefined) ? 64 : undefined,
   );
-  return allowBarSizing(cs, [], s.rom);
+  // Firmware places the ROM BAR too, decoding disabled until software enables it.
+  if (s.rom) cs.set(romBarOffset(cs), 4, firmware.assign({ size: s.rom.size, kind: "mem32" }));
+  return allowBarSizing(cs, [], s.rom?.size);
+}
+
+/** The ROM image a function is assumed to carry: the smallest valid one, with its IDs. */
+function romImageOf(cs: ConfigSpace): Uint8Array {
+  return minimalRomImage(
+    cs.read(R.PCI_VENDOR_ID, 2),
+    cs.read(R.PCI_DEVICE_ID, 2),
+    cs.read(R.PCI_CLASS_REVISION, 4) >>> 8,
+  );
 }
 
 /**
@@ -375,10 +394,8 @@ function allowBarSizing(
       cs.allow(off + 4, 4, b.size > 2 ** 32 ? 2 ** 32 - b.size / 2 ** 32 : 0xffffffff);
   }
   if (rom !== undefined) {
-    const bridge =
-      (cs.read(R.PCI_HEADER_TYPE, 1) & R.PCI_HEADER_TYPE_MASK) === R.PCI_HEADER_TYPE_BRIDGE;
     const mask = ((2 ** 32 - rom) & R.PCI_ROM_ADDRESS_MASK) | R.PCI_ROM_ADDRESS_ENABLE;
-    cs.allow(bridge ? R.PCI_ROM_ADDRESS1 : R.PCI_ROM_ADDRESS, 4, mask >>> 0);
+    cs.allow(romBarOffset(cs), 4, mask >>> 0);
   }
   return cs;
 }

@@ -595,6 +595,18 @@ export function parseLspci(text: string, file: string): HostSpec {
   }
   if (!blocks.length) throw new InputError(file, `expected ${what}: no PCI function found`, 1);
   const parsed = blocks.map((b) => parseBlock(b, file));
+  // A bridge's secondary bus lies below its own: pci_scan_bridge_extend() calls anything
+  // else "bridge configuration invalid" and renumbers it, so no running kernel shows it.
+  for (const p of parsed) {
+    const sec = p.spec.secondary;
+    if (sec === undefined || (sec === 0 && !p.spec.subordinate) || sec > p.bus) continue;
+    throw new InputError(
+      file,
+      `secondary bus ${hex0(sec, 2)} is not below the bridge's own bus ${hex0(p.bus, 2)}: a loop in the bus topology`,
+      p.line,
+      "Bus",
+    );
+  }
   return finishHost(file, parsed, {
     multifunction: true,
     unprivileged: parsed.some((p) => p.denied),

@@ -243,10 +243,24 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
         .filter((p) => fs.entries.has(p))
         .map((p) => `/${p}`),
     },
+    ...cpusOf(fs.text("proc/cpuinfo")),
     iommu,
     unprivileged,
     functions,
   };
+}
+
+/**
+ * The CPUs from /proc/cpuinfo. A capture keeps only the first processor's block: its
+ * `siblings` (the logical CPUs of its package) counts them then, on a one-socket host.
+ */
+function cpusOf(text: string | undefined): Pick<HostSpec, "cpu"> {
+  if (text === undefined) return {};
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(text)?.[1]?.trim();
+  const processors = text.match(/^processor\s*:/gm)?.length ?? 0;
+  const count = Math.max(processors, parseInt(field("siblings") ?? "0", 10) || 0, 1);
+  const words = (s: string | undefined) => (s ? s.split(/\s+/) : []);
+  return { cpu: { count, flags: words(field("flags")), bugs: words(field("bugs")) } };
 }
 
 /* include/linux/ioport.h resource flags */
@@ -266,7 +280,7 @@ function resourcesOf(
   field: string,
 ): Pick<FunctionSpec, "bars" | "rom"> {
   const bars: NonNullable<FunctionSpec["bars"]> = [];
-  let rom: number | undefined;
+  let rom: FunctionSpec["rom"];
   text.split("\n").forEach((line, index) => {
     if (index > PCI_ROM_RESOURCE || !line.trim()) return;
     const m = /^0x([0-9a-f]+) 0x([0-9a-f]+) 0x([0-9a-f]+)$/i.exec(line.trim());
@@ -279,7 +293,8 @@ function resourcesOf(
     ];
     const size = end - start + 1;
     if (!(flags & (IORESOURCE_IO | IORESOURCE_MEM)) || !(start || end)) return;
-    if (index === PCI_ROM_RESOURCE) rom = size;
+    // The snapshot does not carry the ROM's contents: assume a valid image (machine/pci/rom.ts).
+    if (index === PCI_ROM_RESOURCE) rom = { size, image: "minimal" };
     else
       bars.push({
         index,

@@ -90,6 +90,21 @@ const sriovSpec = z.strictObject({
   vfDevice: hexOrInt("a device id", 0xffff).optional(),
 });
 
+// A ROM BAR decodes at least 2 KiB (PCI 3.0 §6.2.5.2).
+const romSize = hexOrInt("a ROM size", 0x80000000).refine(
+  (n) => n >= 0x800 && Number.isInteger(Math.log2(n)),
+  "expected a power of two",
+);
+
+/** What an expansion ROM holds: the smallest valid image (machine/pci/rom.ts), or nothing. */
+export const ROM_IMAGES = ["minimal", "blank"] as const;
+
+/** `rom: SIZE` is shorthand for `rom: { size: SIZE, image: minimal }`. */
+export interface RomSpec {
+  size: number;
+  image: (typeof ROM_IMAGES)[number];
+}
+
 export interface FunctionSpec {
   /** Full "dddd:bb:dd.f" at top level, "dd.f" inside a bridge's `children`. */
   addr: string;
@@ -111,8 +126,11 @@ export interface FunctionSpec {
   af?: { flr: boolean; tp: boolean };
   sriov?: z.infer<typeof sriovSpec>;
   bars?: z.infer<typeof barSpec>[];
-  /** Expansion ROM BAR size in bytes (sysfs `resource` line 6). */
-  rom?: number;
+  /**
+   * Expansion ROM BAR size in bytes (sysfs `resource` line 7) and what the ROM holds: the
+   * smallest valid image (assumed when the input does not say), or nothing ("blank").
+   */
+  rom?: RomSpec;
   secondary?: number;
   subordinate?: number;
   /** Intel VMD: this endpoint owns the PCI domain given, whose root bus is `vmd.bus`. */
@@ -146,9 +164,12 @@ const functionSpec: z.ZodType<FunctionSpec, unknown> = z.lazy(() =>
     af: z.strictObject({ flr: z.boolean(), tp: z.boolean() }).optional(),
     sriov: sriovSpec.optional(),
     bars: z.array(barSpec).optional(),
-    // A ROM BAR decodes at least 2 KiB (PCI 3.0 §6.2.5.2).
-    rom: hexOrInt("a ROM size", 0x80000000)
-      .refine((n) => n >= 0x800 && Number.isInteger(Math.log2(n)), "expected a power of two")
+    rom: z
+      .union([
+        romSize,
+        z.strictObject({ size: romSize, image: z.enum(ROM_IMAGES).default("minimal") }),
+      ])
+      .transform((r): RomSpec => (typeof r === "number" ? { size: r, image: "minimal" } : r))
       .optional(),
     secondary: z.number().int().min(0).max(255).optional(),
     subordinate: z.number().int().min(0).max(255).optional(),
@@ -213,8 +234,19 @@ const platformSpec = z.strictObject({
   models: z.record(z.string(), z.enum(["loopback-nic"])).default({}),
 });
 
+/**
+ * The CPUs as /proc/cpuinfo shows them: how many are online and the `flags` and `bugs`
+ * lines (the kernel's X86_FEATURE_* / X86_BUG_* names).
+ */
+const cpuSpec = z.strictObject({
+  count: z.number().int().min(1).max(8192),
+  flags: z.array(z.string()).default([]),
+  bugs: z.array(z.string()).default([]),
+});
+
 export const hostSpecSchema = z.strictObject({
   platform: platformSpec.optional(),
+  cpu: cpuSpec.optional(),
   name: z.string().default("host"),
   description: z.string().optional(),
   kernel: z

@@ -2,8 +2,20 @@
  * Declarative host files (YAML, or JSON, which is YAML) validated against `hostSpecSchema`.
  * A schema failure is reported at the line of the offending node with its field path, e.g.
  * `desktop.yaml:14: functions[2].acs.cap[0]: Invalid option: expected one of "sv"|...`.
+ * Aliases are checked before the data is built (checkAliases), so a recursive one or an
+ * alias bomb is refused at the alias's line.
  */
-import { LineCounter, parseDocument, isNode } from "yaml";
+import {
+  type Alias,
+  type Document,
+  isAlias,
+  isCollection,
+  isNode,
+  isPair,
+  LineCounter,
+  parseDocument,
+  visit,
+} from "yaml";
 import type { z } from "zod";
 import { InputError } from "./errors.js";
 import { hostSpecSchema, type HostSpec } from "./spec.js";
@@ -37,7 +49,9 @@ export function parseYaml<S extends z.ZodType>(
     const line = lc.linePos(err.pos[0]).line;
     throw new InputError(file, `not valid YAML/JSON: ${err.message.split("\n")[0]}`, line);
   }
-  const data: unknown = doc.toJS();
+  checkAliases(doc, file, (pos) => lc.linePos(pos).line);
+  // Bounded by checkAliases: the library's own alias budget (an error without a line) is off.
+  const data: unknown = doc.toJS({ maxAliasCount: -1 });
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
     throw new InputError(file, shape, 1);
   }
@@ -71,4 +85,58 @@ export function parseYaml<S extends z.ZodType>(
     line,
     field || undefined,
   );
+}
+
+/** The most nodes a document may stand for once its aliases are followed. */
+const MAX_EXPANDED_NODES = 1_000_000;
+
+/**
+ * Every alias must refer to an anchor before it that does not contain it (else the data
+ * would be cyclic), and following all of them must give at most MAX_EXPANDED_NODES nodes
+ * (else a few lines stand for billions: an alias bomb). Refused at the alias's line.
+ */
+function checkAliases(doc: Document, file: string, lineAt: (pos: number) => number): void {
+  const anchors = new Map<string, unknown>();
+  const sourceOf = new Map<Alias, unknown>();
+  const sizes = new Map<unknown, number>();
+  // Nodes a tree walk of the built data meets; every alias inside was resolved before.
+  const size = (n: unknown): number => {
+    if (isAlias(n)) return size(sourceOf.get(n));
+    if (isPair(n)) return size(n.key) + size(n.value);
+    if (!isCollection(n)) return 1;
+    let known = sizes.get(n);
+    if (known === undefined) {
+      known = n.items.reduce<number>((t, i) => t + size(i), 1);
+      sizes.set(n, known);
+    }
+    return known;
+  };
+  let total = 0;
+  visit(doc, {
+    Node(_key, node, path) {
+      const line = () => lineAt(node.range?.[0] ?? 0);
+      if (isAlias(node)) {
+        const src = anchors.get(node.source);
+        if (src === undefined)
+          throw new InputError(file, `alias *${node.source} has no anchor before it`, line());
+        if (path.includes(src as never))
+          throw new InputError(
+            file,
+            `alias *${node.source} is inside its own anchor (a recursive, cyclic alias)`,
+            line(),
+          );
+        sourceOf.set(node, src);
+        total += size(src);
+        if (total > MAX_EXPANDED_NODES)
+          throw new InputError(
+            file,
+            `alias *${node.source} would expand the document beyond ${MAX_EXPANDED_NODES} nodes`,
+            line(),
+          );
+      } else {
+        if (node.anchor) anchors.set(node.anchor, node);
+        total += 1;
+      }
+    },
+  });
 }

@@ -101,3 +101,15 @@ function parseConfigAcs(val: string): { mask: number; flags: number; devices: st
   }
   return { mask, flags, devices };
 }
+
+/**
+ * param_set_bool() of a module parameter (kernel/params.c): absent is false, a bare
+ * "module.param" is true, else kstrtobool() (lib/kstrtox.c): y/Y/t/T/1 or "on".
+ */
+export function kstrtobool(v: string | undefined): boolean {
+  if (v === undefined) return false;
+  if (v === "") return true;
+  const c = v[0];
+  if (c === "y" || c === "Y" || c === "1" || c === "t" || c === "T") return true;
+  return v.toLowerCase().startsWith("on");
+}

@@ -10,6 +10,9 @@
  *   CONFIG_IOMMUFD with /dev/iommu, CONFIG_IOMMUFD_VFIO_CONTAINER (iommufd serves
  *   /dev/vfio/vfio; no legacy container, no type1), CONFIG_VFIO_DEVICE_CDEV
  *   (/dev/vfio/devices/vfioN), CONFIG_VFIO_NOIOMMU, and no CONFIG_TRANSPARENT_HUGEPAGE.
+ *
+ * Neither has CONFIG_IOMMUFD_TEST (iommufd's selftest mock platform and IOMMU_TEST_CMD);
+ * a boot turns it on with BootOptions.kconfig.
  */
 export type KernelBuild = "debian" | "iommufd";
 
@@ -27,6 +30,8 @@ export interface BuildConfig {
   vfioNoiommu: boolean;
   /** CONFIG_TRANSPARENT_HUGEPAGE */
   thp: boolean;
+  /** CONFIG_IOMMUFD_TEST: the mock IOMMU platform and IOMMU_TEST_CMD on /dev/iommu. */
+  iommufdTest: boolean;
 }
 
 export const BUILDS: Record<KernelBuild, BuildConfig> = {
@@ -36,6 +41,7 @@ export const BUILDS: Record<KernelBuild, BuildConfig> = {
     vfioDeviceCdev: false,
     vfioNoiommu: false,
     thp: true,
+    iommufdTest: false,
   },
   iommufd: {
     iommufd: true,
@@ -43,6 +49,7 @@ export const BUILDS: Record<KernelBuild, BuildConfig> = {
     vfioDeviceCdev: true,
     vfioNoiommu: true,
     thp: false,
+    iommufdTest: false,
   },
 };
 

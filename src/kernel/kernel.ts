@@ -14,7 +14,7 @@
  * (userspace/check/invariants.ts). `faultInject` is fail-nth (core/fault_inject.ts).
  */
 import type { GuestInsn, Hardware } from "../machine/hw.js";
-import { parseCmdline, type BootParams } from "./cmdline.js";
+import { kstrtobool, parseCmdline, type BootParams } from "./cmdline.js";
 import type { FaultInject } from "./core/fault_inject.js";
 import { File, FileCount } from "./core/file.js";
 import { PageAllocator } from "./core/page_alloc.js";
@@ -41,6 +41,7 @@ import {
 } from "./iommu/iommu.js";
 import { IommuSysfs } from "./iommu/sysfs.js";
 import { KvmSubsystem, type KvmVmInfo } from "./kvm/kvm_main.js";
+import { IncoherentDma, iommufdSymbols } from "./kvm/incoherent_dma.js";
 import type { KvmRun } from "./kvm/vcpu.js";
 import { DEFAULT_PROFILE, PROFILES, type KvmProfile, type ProfileName } from "./kvm/profile.js";
 import { PciDriverCore } from "./pci/driver.js";
@@ -57,6 +58,7 @@ import { VfioCdev } from "./vfio/device_cdev.js";
 import { IommufdSubsystem } from "./iommufd/main.js";
 import { BUILDS, DEFAULT_BUILD, type BuildConfig, type KernelBuild } from "./kconfig.js";
 import { VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU } from "../uapi/vfio.js";
+import { err } from "../uapi/errno.js";
 import { processInfo, vfioInfo, type ProcessInfo, type VfioInfo } from "./introspect.js";
 
 export type { DeviceTrace, GroupEdge, ReasonCode } from "./iommu/iommu.js";
@@ -94,6 +96,8 @@ export interface BootOptions {
   ppcTceEra?: PpcTceEra;
   /** The kernel build (kconfig.ts): legacy VFIO container + type1, or iommufd + cdev. */
   build?: KernelBuild;
+  /** Options changed on top of the build (e.g. CONFIG_IOMMUFD_TEST for the mock platform). */
+  kconfig?: Partial<BuildConfig>;
 }
 
 /** Kernel objects alive now (debug.objects): what a leak check compares with the boot baseline. */
@@ -148,6 +152,10 @@ export interface KvmCoherency {
   profile: ProfileName;
   /** kvm->arch.noncoherent_dma_count */
   registered: number;
+  /** __KVM_HAVE_ARCH_NONCOHERENT_DMA: x86 only; POWER's registration hooks are empty stubs. */
+  archNoncoherentDma: boolean;
+  /** Pairs allowed with KVM_ALLOW_INCOHERENT_DMA ("2021-proposal" profile, never merged). */
+  allowed: number;
   /** Per kvm-vfio device: its flag and each entry's verdict under the profile, now. */
   devices: { noncoherent: boolean; entries: { coherent: boolean; key: number }[] }[];
 }
@@ -187,6 +195,7 @@ export class Kernel {
     profile: ProfileName,
     build: KernelBuild = DEFAULT_BUILD,
     ppcTceEra: PpcTceEra = "6.12",
+    kconfig: Partial<BuildConfig> = {},
   ) {
     this.params = parseCmdline(cmdline);
     const p = this.params;
@@ -251,7 +260,7 @@ export class Kernel {
       },
     });
     this.vfio = new Vfio(this.vfs, this.iommu);
-    this.build = BUILDS[build];
+    this.build = { ...BUILDS[build], ...kconfig };
     // A ppc64 build has the sPAPR TCE backend and no type1 (drivers/vfio/Kconfig).
     if (this.build.vfioContainer === "legacy" && this.powerpc)
       this.vfio.iommuDrivers.register(this.powerpc.vfioBackend);
@@ -262,8 +271,9 @@ export class Kernel {
           thp: this.build.thp,
           vfioContainer: this.build.vfioContainer === "iommufd",
           vfioNoiommu: this.build.vfioNoiommu,
-          allowUnsafeInterrupts: /^[1yY]/.test(
-            moduleParam(cmdline, "iommufd.allow_unsafe_interrupts") ?? "",
+          test: this.build.iommufdTest,
+          allowUnsafeInterrupts: kstrtobool(
+            moduleParam(cmdline, "iommufd.allow_unsafe_interrupts"),
           ),
         })
       : null;
@@ -277,7 +287,13 @@ export class Kernel {
         );
     }
     this.profile = PROFILES[profile];
-    this.kvm = new KvmSubsystem(this.profile, this.vfio, hw.cpu, this.powerpc?.kvm ?? null);
+    this.kvm = new KvmSubsystem(
+      this.profile,
+      this.vfio,
+      hw.cpu,
+      this.powerpc?.kvm ?? null,
+      this.profile.incoherentDmaIoctls ? new IncoherentDma(iommufdSymbols(this.iommufd)) : null,
+    );
     this.vfs.devices.set("/dev/kvm", this.kvm.chardev);
     for (const u of units) this.iommuSysfs.addUnit(u);
     this.vfs.add("/proc/cmdline", { kind: "attr", show: () => `${cmdline}\n` });
@@ -285,7 +301,14 @@ export class Kernel {
 
   static boot(hw: Hardware, opts: BootOptions | string = {}): Kernel {
     const o: BootOptions = typeof opts === "string" ? { cmdline: opts } : opts;
-    const k = new Kernel(hw, o.cmdline ?? "", o.profile ?? DEFAULT_PROFILE, o.build, o.ppcTceEra);
+    const k = new Kernel(
+      hw,
+      o.cmdline ?? "",
+      o.profile ?? DEFAULT_PROFILE,
+      o.build,
+      o.ppcTceEra,
+      o.kconfig,
+    );
     k.pci.enumerate();
     for (const dev of k.pci.devices) k.iommu.probeDevice(dev);
     for (const g of k.iommu.groups.values())
@@ -312,6 +335,7 @@ export class Kernel {
       vfioPciDriver(this.vfio, {
         hw: this.hw.pci,
         numVfs: (d) => this.pci.devices.filter((v) => v.physfn === d).length,
+        disableDenylist: kstrtobool(moduleParam(o.cmdline ?? "", "vfio_pci.disable_denylist")),
         iommuGroupId: (d) => this.iommu.groupOf(d)?.id ?? null,
       }),
     );
@@ -350,6 +374,16 @@ export class Kernel {
     this.tasks.push(task);
     const sys = new TaskSyscalls(task, this.vfs);
     if (this.powerpc) sys.ioctlLayout = "powerpc";
+    return sys;
+  }
+
+  /** fork(): the child's syscalls, or -ENOMEM. */
+  fork(parent: TaskSyscalls): TaskSyscalls | number {
+    const task = parent.task.fork(this.nextPid++);
+    if (!task) return err("ENOMEM");
+    this.tasks.push(task);
+    const sys = new TaskSyscalls(task, this.vfs);
+    sys.ioctlLayout = parent.ioctlLayout;
     return sys;
   }
 
@@ -427,6 +461,8 @@ export class Kernel {
         return false;
       case "file":
         return h instanceof File ? this.vfio.fileEnforcedCoherent(h) : true;
+      case "vmm":
+        return true;
       case "container": {
         const c = (h as { container?: VfioContainer | null }).container;
         if (!c?.driver) return false;
@@ -605,6 +641,8 @@ export class Kernel {
         vm: kvm.name,
         profile: this.profile.name,
         registered: kvm.arch.noncoherentDmaCount,
+        archNoncoherentDma: this.powerpc === null,
+        allowed: this.kvm.incoherentDmaAllowed(kvm),
         devices: kvm.devices
           .filter((d) => d.ops.name === "kvm-vfio")
           .map((d) => {

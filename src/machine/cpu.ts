@@ -28,6 +28,10 @@
  *
  * Time: every core has a clock (simulated ns) advanced with the cost table (costs.ts) by
  * what it executes; `stats` counts the events.
+ *
+ * Features: the flags and bugs /proc/cpuinfo lists. When the host input gives none, the
+ * CPUs are assumed to have those every x86-64 CPU since 2013 has of what the kernel model
+ * consults (XSAVE, AVX, AVX2, MONITOR/MWAIT, the always-running APIC timer) and no bugs.
  */
 import type { CostTable } from "./costs.js";
 import type { CoherencyPort } from "./dma.js";
@@ -62,8 +66,21 @@ class Core {
   constructor(readonly id: number) {}
 }
 
+/** What /proc/cpuinfo says about the CPUs' features. */
+export interface CpuFeatures {
+  flags: readonly string[];
+  bugs: readonly string[];
+}
+
+export const DEFAULT_FEATURES: CpuFeatures = {
+  flags: ["xsave", "avx", "avx2", "monitor", "arat"],
+  bugs: [],
+};
+
 export class CpuComplex implements CpuHw, CoherencyPort {
   readonly cores: Core[];
+  readonly flags: ReadonlySet<string>;
+  readonly bugs: ReadonlySet<string>;
   readonly stats: CpuStats = {
     hits: 0,
     misses: 0,
@@ -83,7 +100,10 @@ export class CpuComplex implements CpuHw, CoherencyPort {
     private readonly costs: () => Readonly<CostTable>,
     readonly count = 4,
     private readonly vendorOf: () => "intel" | "amd" = () => "intel",
+    features: CpuFeatures = DEFAULT_FEATURES,
   ) {
+    this.flags = new Set(features.flags);
+    this.bugs = new Set(features.bugs);
     this.cores = Array.from({ length: count }, (_, i) => new Core(i));
   }
 

@@ -213,6 +213,9 @@ export interface CpuHw {
   readonly count: number;
   /** CPUID vendor: VMX on "intel" (with EPT and WBINVD exiting), SVM with NPT on "amd". */
   readonly vendor: "intel" | "amd";
+  /** CPU features and bugs by their /proc/cpuinfo names (boot_cpu_has, boot_cpu_has_bug). */
+  readonly flags: ReadonlySet<string>;
+  readonly bugs: ReadonlySet<string>;
   /** VMX secondary control WBINVD exiting is available (SVM: always intercepted). */
   readonly hasWbinvdExit: boolean;
   /** WBINVD on `cpu`: write back and invalidate every line of its cache. */

@@ -3,9 +3,10 @@
  * domains, IOMMU units and their scopes), RAM, the IOMMU hardware, the DMA path, and the
  * device models decoding functions' BARs. `hardware()` is the only view the kernel gets.
  */
-import { CpuComplex } from "./cpu.js";
+import { CpuComplex, type CpuFeatures } from "./cpu.js";
 import { EDU_DEVICE, EDU_VENDOR, EduDevice } from "./devices/edu.js";
 import { NSGPU_DEVICE, NSGPU_VENDOR, NsGpu } from "./devices/nsgpu.js";
+import { NVME_DEVICE, NVME_VENDOR, NvmeController } from "./devices/nvme.js";
 import { DmaEngine, type BusMaster } from "./dma.js";
 import type { Firmware, Hardware, IommuUnitDesc, RootBusDesc } from "./hw.js";
 import { IommuUnits } from "./iommu/units.js";
@@ -22,18 +23,23 @@ export class Machine implements Firmware {
   readonly iommu = new IommuUnits(this.memory, this.iommus);
   readonly dma = new DmaEngine(this);
   /**
-   * Four cores with private write-back caches, coherent with snooping DMA (cpu.ts). The
-   * vendor follows the platform's IOMMU: AMD-Vi sits in AMD platforms (SVM), VT-d in
-   * Intel ones (VMX).
+   * Cores with private write-back caches, coherent with snooping DMA (cpu.ts): as many as
+   * the host has, four when the input does not say. The vendor follows the platform's
+   * IOMMU: AMD-Vi sits in AMD platforms (SVM), VT-d in Intel ones (VMX).
    */
-  readonly cpu = new CpuComplex(
-    this.memory,
-    () => this.dma.costs,
-    4,
-    () => (this.iommus.some((u) => u.kind === "amd-vi") ? "amd" : "intel"),
-  );
+  readonly cpu: CpuComplex;
 
-  constructor(readonly name: string) {
+  constructor(
+    readonly name: string,
+    cpus?: CpuFeatures & { count: number },
+  ) {
+    this.cpu = new CpuComplex(
+      this.memory,
+      () => this.dma.costs,
+      cpus?.count ?? 4,
+      () => (this.iommus.some((u) => u.kind === "amd-vi") ? "amd" : "intel"),
+      cpus,
+    );
     this.dma.coherency = this.cpu;
   }
 
@@ -72,7 +78,10 @@ export class Machine implements Firmware {
     return model;
   }
 
-  /** Attach the models of known devices by vendor:device: QEMU's edu (1234:11e8), nsgpu. */
+  /**
+   * Attach the models of known devices by vendor:device: QEMU's edu (1234:11e8) and NVMe
+   * controller (1b36:0010), nsgpu.
+   */
   attachKnownModels(): void {
     for (const fn of this.functions()) {
       if (fn.model) continue;
@@ -82,6 +91,8 @@ export class Machine implements Firmware {
         fn.model = new EduDevice(this.dma.port(fn));
       } else if (vendor === NSGPU_VENDOR && device === NSGPU_DEVICE) {
         fn.model = new NsGpu(this.dma.port(fn));
+      } else if (vendor === NVME_VENDOR && device === NVME_DEVICE) {
+        fn.model = new NvmeController();
       }
     }
   }

@@ -21,6 +21,12 @@ export class PhysicalMemory {
   }
 
   read(pa: number, len: number): Uint8Array {
+    const off0 = pa % PAGE_SIZE;
+    if (off0 + len <= PAGE_SIZE) {
+      // Within one frame (every PTE and most ioctl arguments): one copy.
+      const f = this.frames.get(Math.floor(pa / PAGE_SIZE));
+      return f ? f.slice(off0, off0 + len) : new Uint8Array(len);
+    }
     const out = new Uint8Array(len);
     for (let done = 0; done < len;) {
       const a = pa + done;
@@ -34,6 +40,11 @@ export class PhysicalMemory {
   }
 
   write(pa: number, data: Uint8Array): void {
+    const off0 = pa % PAGE_SIZE;
+    if (off0 + data.length <= PAGE_SIZE) {
+      (this.frame(Math.floor(pa / PAGE_SIZE), true) as Uint8Array).set(data, off0);
+      return;
+    }
     for (let done = 0; done < data.length;) {
       const a = pa + done;
       const off = a % PAGE_SIZE;

@@ -40,7 +40,8 @@ export const BASE_APPEND = "console=ttyS0 loglevel=4 panic=-1 intel_iommu=on iom
 const INIT = `#!/bin/busybox sh
 # passthru oracle guest: mount, load the modules (module.param=value words of the command
 # line become insmod arguments, as modprobe would pass them), copy the files the snapshot
-# is made of, run the agent, power off (QEMU runs with -no-reboot).
+# is made of, run the agent, power off (QEMU runs with -no-reboot). A guest given an /exec
+# (exec.ts) runs that instead of the agent.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -56,6 +57,12 @@ for ko in $(cat /modules.order); do
 done
 echo "passthru-init: modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
+if [ -x /exec ]; then
+	/exec > /dev/ttyS1
+	echo "passthru-init: exec rc=$? at $(cut -d' ' -f1 /proc/uptime)s"
+	sync
+	reboot -f
+fi
 /agent --dump /rules /tmp/dump && gzip -1 /tmp/dump
 {
 	echo "@@PASSTHRU snapshot $(wc -c < /tmp/dump.gz)"

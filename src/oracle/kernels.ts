@@ -19,7 +19,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { cpus } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { OracleError, cacheDir, hash16, run, runAsync, withLock, type Log } from "./cache.js";
 import { BUILD_PACKAGES, ensurePackages } from "./packages.js";
 
@@ -140,6 +140,13 @@ export function debianKernel(): KernelImage {
 export function customKernel(path: string): KernelImage {
   if (!existsSync(path)) throw new OracleError(`${path}: no such kernel image`, 2);
   return { kind: "custom", path, modulesVersion: null, describe: path };
+}
+
+/** "debian", "iommufd" or the path of a bzImage. */
+export async function kernelImage(kind: string, log: Log): Promise<KernelImage> {
+  if (kind === "debian") return debianKernel();
+  if (kind === "iommufd") return iommufdKernel(log);
+  return customKernel(resolve(kind));
 }
 
 /** The iommufd kernel, built the first time (minutes) and cached. */

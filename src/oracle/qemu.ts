@@ -3,7 +3,7 @@
  * initramfs with the case's program appended, the console on the first serial port and
  * the guest's answers on the second; then the second port's output decoded.
  *
- * The machine is `-machine q35 -accel tcg -cpu max -smp 1 -m 1G -nodefaults`: TCG because
+ * The machine is `-machine q35 -smp 1 -m 1G -nodefaults -accel tcg -cpu max`: TCG because
  * KVM acceleration is not what is being tested (and is not available on every host), -cpu
  * max because it gives the guest SVM and so a working /dev/kvm (VMs and devices only; no
  * vCPU ever runs). The case's `qemu` words follow: the IOMMU first, then the topology.
@@ -18,10 +18,6 @@ export const QEMU = "qemu-system-x86_64";
 export const MACHINE = [
   "-machine",
   "q35",
-  "-accel",
-  "tcg",
-  "-cpu",
-  "max",
   "-smp",
   "1",
   "-m",
@@ -34,7 +30,18 @@ export const MACHINE = [
   "none",
 ];
 
+/**
+ * The accelerator: TCG for recordings; KVM (`-cpu host`) where a guest only has to run
+ * userspace fast, as exec.ts's guests do (needs a usable /dev/kvm).
+ */
+export type Accel = "tcg" | "kvm";
+const ACCEL: Record<Accel, string[]> = {
+  tcg: ["-accel", "tcg", "-cpu", "max"],
+  kvm: ["-accel", "kvm", "-cpu", "host"],
+};
+
 export interface Boot {
+  accel?: Accel;
   kernel: string;
   initrd: string;
   append: string;
@@ -47,6 +54,7 @@ export function qemuCommand(b: Boot): string[] {
   return [
     QEMU,
     ...MACHINE,
+    ...ACCEL[b.accel ?? "tcg"],
     "-kernel",
     b.kernel,
     "-initrd",

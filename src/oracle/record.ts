@@ -24,7 +24,7 @@ import { captureHost, toTarGz } from "../userspace/snapshot/capture.js";
 import { OracleError, cacheDir, hash16, quietLog, run, type Log } from "./cache.js";
 import { loadCase, topologyKey, type OracleCase } from "./case.js";
 import { baseInitramfs, buildAgent, programCpio } from "./guest.js";
-import { customKernel, debianKernel, iommufdKernel, type KernelImage } from "./kernels.js";
+import { kernelImage, type KernelImage } from "./kernels.js";
 import { RUN_PACKAGES, ensurePackages } from "./packages.js";
 import { compile, extractAnswers, formatResults } from "./program.js";
 import { boot, decodeSerial } from "./qemu.js";
@@ -75,11 +75,7 @@ export function prepareCase(dir: string): { c: OracleCase; program: ReturnType<t
 }
 
 export async function kernelFor(c: OracleCase, opts: RunOptions): Promise<KernelImage> {
-  const log = opts.log ?? quietLog;
-  const k = opts.kernel ?? c.spec.kernel;
-  if (k === "debian") return debianKernel();
-  if (k === "iommufd") return iommufdKernel(log);
-  return customKernel(resolve(k));
+  return kernelImage(opts.kernel ?? c.spec.kernel, opts.log ?? quietLog);
 }
 
 /** Build what a kernel's boots need (packages, kernel, agent, initramfs) once. */

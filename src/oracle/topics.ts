@@ -8,7 +8,7 @@
  * Some topics are outside what the model implements yet; `gap` says why, so a difference
  * there is reported as a known gap rather than hidden: the iommufd uAPI (until the model's
  * uAPI tables name its requests) and register contents of devices the machine has no
- * model of (QEMU's e1000e or nvme registers behind a BAR or the option ROM).
+ * model of (QEMU's e1000e registers behind a BAR, an option ROM without contents).
  */
 import { parseBdf, type Host } from "../host/build.js";
 import { REQUESTS } from "../uapi/requests.js";
@@ -78,9 +78,11 @@ export function topics(script: Script, host?: Host): Topic[] {
   const ref = (v: Json) =>
     typeof v === "string" && v.startsWith("$") ? v.slice(1).split("+")[0] : undefined;
   const of = (v: Json) => fds.get(ref(v) ?? "") ?? { family: "files" };
-  const hasModel = (bdf: string | undefined): boolean => {
+  /** Something answers the region: a device model, or for the ROM its contents. */
+  const hasModel = (bdf: string | undefined, rom: boolean): boolean => {
     const a = bdf ? parseBdf(bdf) : null;
-    return !!a && !!host?.machine.pci.fn(a.domain, a.bus, a.devfn)?.model;
+    const fn = a ? host?.machine.pci.fn(a.domain, a.bus, a.devfn) : undefined;
+    return !!fn && (!!fn.model || (rom && !!fn.rom));
   };
   const t = (family: string, gap = familyGap(family)): Topic => ({ topic: family, gap });
 
@@ -121,7 +123,7 @@ export function topics(script: Script, host?: Host): Topic[] {
         if (index === VFIO_PCI_VGA_REGION_INDEX) return t("VFIO device: VGA");
         const what = index === VFIO_PCI_ROM_REGION_INDEX ? "option ROM" : `BAR${index}`;
         const topic = `VFIO device: ${what} contents`;
-        if (!hasModel(d.bdf))
+        if (!hasModel(d.bdf, index === VFIO_PCI_ROM_REGION_INDEX))
           return t(
             topic,
             `no model of the registers of ${d.bdf ?? "this device"} (QEMU device model)`,

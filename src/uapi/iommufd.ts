@@ -244,3 +244,108 @@ export const iommu_fault_alloc = struct("iommu_fault_alloc", [
   ["out_fault_id", "u32"],
   ["out_fault_fd", "u32"],
 ] as const);
+
+/*
+ * drivers/iommu/iommufd/iommufd_test.h: IOMMU_TEST_CMD, which only CONFIG_IOMMUFD_TEST
+ * kernels have. struct iommu_test_cmd is a header, a 48-byte union at offset 16 (one
+ * codec per member below, laid at that offset) and `last`: 72 bytes.
+ */
+export const IOMMU_TEST_CMD = I(IOMMUFD_CMD_BASE + 32);
+
+/* enum { IOMMU_TEST_OP_ADD_RESERVED = 1, ... } */
+export const IOMMU_TEST_OP_ADD_RESERVED = 1;
+export const IOMMU_TEST_OP_MOCK_DOMAIN = 2;
+export const IOMMU_TEST_OP_MD_CHECK_MAP = 3;
+export const IOMMU_TEST_OP_MD_CHECK_REFS = 4;
+export const IOMMU_TEST_OP_CREATE_ACCESS = 5;
+export const IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 6;
+export const IOMMU_TEST_OP_ACCESS_PAGES = 7;
+export const IOMMU_TEST_OP_ACCESS_RW = 8;
+export const IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
+export const IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
+export const IOMMU_TEST_OP_DIRTY = 13;
+export const IOMMU_TEST_OP_MD_CHECK_IOTLB = 14;
+export const IOMMU_TEST_OP_TRIGGER_IOPF = 15;
+
+export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
+export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
+export const MOCK_ACCESS_RW_WRITE = 1 << 0;
+export const MOCK_ACCESS_RW_SLOW_PATH = 1 << 2;
+export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
+
+export const iommu_test_cmd = struct("iommu_test_cmd", [
+  ["size", "u32"],
+  ["op", "u32"],
+  ["id", "u32"],
+  ["__reserved", "u32"],
+  ["union0", "u64"],
+  ["union1", "u64"],
+  ["union2", "u64"],
+  ["union3", "u64"],
+  ["union4", "u64"],
+  ["union5", "u64"],
+  ["last", "u32"],
+] as const);
+/** offsetof(struct iommu_test_cmd, <union>) */
+export const IOMMU_TEST_CMD_UNION = 16;
+
+export const test_add_reserved = struct("add_reserved", [
+  ["start", "u64"],
+  ["length", "u64"],
+] as const);
+/** mock_domain, and mock_domain_flags which adds dev_flags. */
+export const test_mock_domain = struct("mock_domain_flags", [
+  ["out_stdev_id", "u32"],
+  ["out_hwpt_id", "u32"],
+  ["out_idev_id", "u32"],
+  ["dev_flags", "u32"],
+] as const);
+export const test_mock_domain_replace = struct("mock_domain_replace", [["pt_id", "u32"]] as const);
+export const test_check_map = struct("check_map", [
+  ["iova", "u64"],
+  ["length", "u64"],
+  ["uptr", "u64"],
+] as const);
+export const test_check_refs = struct("check_refs", [
+  ["length", "u64"],
+  ["uptr", "u64"],
+  ["refs", "u32"],
+] as const);
+export const test_create_access = struct("create_access", [
+  ["out_access_fd", "u32"],
+  ["flags", "u32"],
+] as const);
+export const test_destroy_access_pages = struct("destroy_access_pages", [
+  ["access_pages_id", "u32"],
+] as const);
+export const test_access_pages = struct("access_pages", [
+  ["flags", "u32"],
+  ["out_access_pages_id", "u32"],
+  ["iova", "u64"],
+  ["length", "u64"],
+  ["uptr", "u64"],
+] as const);
+export const test_access_rw = struct("access_rw", [
+  ["iova", "u64"],
+  ["length", "u64"],
+  ["uptr", "u64"],
+  ["flags", "u32"],
+] as const);
+export const test_memory_limit = struct("memory_limit", [["limit", "u32"]] as const);
+export const test_access_replace_ioas = struct("access_replace_ioas", [
+  ["ioas_id", "u32"],
+] as const);
+export const test_dirty = struct("dirty", [
+  ["flags", "u32"],
+  ["iova", "u64"],
+  ["length", "u64"],
+  ["page_size", "u64"],
+  ["uptr", "u64"],
+  ["out_nr_dirty", "u64"],
+] as const);
+export const test_check_iotlb = struct("check_iotlb", [
+  ["id", "u32"],
+  ["iotlb", "u32"],
+] as const);

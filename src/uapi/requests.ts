@@ -115,3 +115,12 @@ export const REQUESTS = new Map<string, number>([
 export const POWERPC_REQUESTS = new Map<string, number>([
   ["KVM_CREATE_SPAPR_TCE_64", K.KVM_CREATE_SPAPR_TCE_64],
 ]);
+
+/**
+ * Requests that were proposed and never merged (the "2021-proposal" KVM profile): no real
+ * kernel and no oracle agent knows them, so they are kept out of REQUESTS.
+ */
+export const PROPOSED_REQUESTS = new Map<string, number>([
+  ["KVM_ALLOW_INCOHERENT_DMA", K.KVM_ALLOW_INCOHERENT_DMA],
+  ["KVM_DISALLOW_INCOHERENT_DMA", K.KVM_DISALLOW_INCOHERENT_DMA],
+]);

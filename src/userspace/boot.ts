@@ -6,7 +6,7 @@
  * Debian build (legacy container + type1).
  */
 import type { Host } from "../host/build.js";
-import { Kernel, type KernelBuild, type ProfileName } from "../kernel/kernel.js";
+import { Kernel, type BuildConfig, type KernelBuild, type ProfileName } from "../kernel/kernel.js";
 
 /** The kernel build a host ran, from what its snapshot shows. */
 export function hostBuild(host: Host): KernelBuild {
@@ -23,6 +23,10 @@ export function bootHost(
   profile?: ProfileName,
   /** POWER hosts: the TCE hypercall era (kernel BootOptions.ppcTceEra). */
   tceEra?: "6.12" | "5.18",
+  /** Options on top of the host's build (kernel BootOptions.kconfig). */
+  kconfig?: Partial<BuildConfig>,
+  /** The kernel build, instead of the one the host ran. */
+  build: KernelBuild = hostBuild(host),
 ): Kernel {
   const bindings = new Map<string, string>();
   for (const [bdf, o] of host.observed) if (o.driver) bindings.set(bdf, o.driver);
@@ -33,8 +37,9 @@ export function bootHost(
     drivers: host.spec.kernel.drivers,
     bindings: bindings.size ? bindings : undefined,
     sriov,
-    build: hostBuild(host),
+    build,
     ...(profile ? { profile } : {}),
     ...(tceEra ? { ppcTceEra: tceEra } : {}),
+    ...(kconfig ? { kconfig } : {}),
   });
 }

@@ -215,3 +215,47 @@ test("--apply on a (fake) live /sys writes the planned files, asks first, and pl
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--apply changes this host: it takes no --input/);
 });
+
+test("a PF with VFs enabled: the plan says vfio-pci's probe refuses it (EBUSY) and how to proceed", () => {
+  const r = run(["plan", "19:00.0", "--input", "server"]);
+  assert.equal(r.code, 1, r.err);
+  assert.match(
+    r.out,
+    /problem: 19:00\.0: vfio-pci refuses it \(its probe fails with EBUSY\): a PF with SR-IOV enabled \(4 VFs\)/,
+  );
+  const ok = run(["plan", "19:00.1", "--input", "server"]);
+  assert.doesNotMatch(ok.out, /problem:/, "its sibling PF has no VFs");
+});
+
+test("vfio-pci's denylist: a QAT endpoint is refused with EINVAL unless vfio_pci.disable_denylist", () => {
+  const host = (cmdline: string) => {
+    const f = join(tmp(), "qat.yaml");
+    writeFileSync(
+      f,
+      [
+        "name: qat",
+        `kernel: { cmdline: "intel_iommu=on${cmdline}" }`,
+        'iommu: [{ kind: intel-vtd, name: dmar0, cap: "0xd2008c40660462", ecap: "0xf050da" }]',
+        "functions:",
+        '  - { addr: "0000:00:00.0", id: "8086:3e30", class: "060000" }',
+        '  - addr: "0000:00:1c.0"',
+        '    id: "8086:a338"',
+        '    class: "060400"',
+        "    pcie: root-port",
+        "    acs: { cap: [sv, rr, cr, uf], ctl: [sv, rr, cr, uf] }",
+        "    driver: pcieport",
+        '    children: [{ addr: "00.0", id: "8086:37c8", class: "0b4000", pcie: endpoint, flr: true, driver: c6xx }]',
+      ].join("\n") + "\n",
+    );
+    return f;
+  };
+  const refused = run(["plan", "8086:37c8", "--input", host("")]);
+  assert.equal(refused.code, 1, refused.err);
+  assert.match(
+    refused.out,
+    /01:00\.0: vfio-pci refuses it \(its probe fails with EINVAL\): it is on vfio-pci's denylist/,
+  );
+  const lifted = run(["plan", "8086:37c8", "--input", host(" vfio_pci.disable_denylist=1")]);
+  assert.equal(lifted.code, 0, lifted.out + lifted.err);
+  assert.doesNotMatch(lifted.out, /problem:/);
+});

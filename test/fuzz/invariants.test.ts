@@ -225,27 +225,16 @@ test("locked-memory: more locked than RLIMIT_MEMLOCK without CAP_IPC_LOCK is rep
   );
 });
 
-/** Example scenarios that break an invariant today, with the model bug behind it (reported). */
-const KNOWN: Record<string, string> = {
-  spapr:
-    "object-lifetime: one frame more after every process exits — the POWER default TCE table is leaked on each VFIO ownership take (pci_ioda.ts takeOwnership takes an extra iommu_tce_table_get that Linux's pnv_ioda2_take_ownership does not, so the table is never freed, and release_ownership allocates a new one)",
-};
-
 const SCENARIOS = join(ROOT, "examples", "scenarios");
 for (const f of readdirSync(SCENARIOS).filter((x) => x.endsWith(".yaml"))) {
-  const bug = Object.entries(KNOWN).find(([prefix]) => f.startsWith(prefix))?.[1];
-  test(
-    `example scenario ${f} runs with no invariant violation`,
-    bug ? { todo: bug } : {},
-    async () => {
-      const { scenario, host } = await loadScenario(join(SCENARIOS, f));
-      const r = checkScenario(scenario, host);
-      const all = [...r.steps.flatMap((s) => s.violations), ...r.teardown];
-      assert.deepEqual(all, []);
-      assert.equal(r.steps.length, scenario.steps.length);
-      assert.deepEqual(r.unrunnable, []);
-    },
-  );
+  test(`example scenario ${f} runs with no invariant violation`, async () => {
+    const { scenario, host } = await loadScenario(join(SCENARIOS, f));
+    const r = checkScenario(scenario, host);
+    const all = [...r.steps.flatMap((s) => s.violations), ...r.teardown];
+    assert.deepEqual(all, []);
+    assert.equal(r.steps.length, scenario.steps.length);
+    assert.deepEqual(r.unrunnable, []);
+  });
 }
 
 function cli(...args: string[]): { code: number; out: string; err: string } {

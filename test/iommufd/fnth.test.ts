@@ -19,7 +19,11 @@ import {
   MockIommu,
   MOCK_APERTURE_START,
 } from "../../src/kernel/iommufd/selftest.js";
+import { MAP_ANONYMOUS, MAP_SHARED } from "../../src/uapi/syscalls.js";
+import type { TaskSyscalls } from "../../src/kernel/core/syscalls.js";
 import { bootIommufd, E1000E, holdings, PAGE, Proc } from "./support.js";
+
+const V_MAP_SHARED_ANON = MAP_SHARED | MAP_ANONYMOUS;
 
 type Step = [name: string, run: () => number];
 
@@ -68,7 +72,7 @@ function sweep(k: Kernel, flow: (p: Proc) => Step[], opts: { uid?: number } = {}
     }
     const reached = faults.injected !== null;
     faults.disarm();
-    p.sys.task.exit();
+    p.exit();
     assert.deepEqual(
       state(k),
       base,
@@ -344,4 +348,113 @@ test("FNTH-002/004/008 with mock devices: two domains, fill on attach, replace, 
       ["mock device again", () => md(s.ioas, "d1")],
     ];
   });
+});
+
+test("FNTH access: IOMMU_TEST_CMD accesses pin, copy, replace, unmap with a callback, fork", async () => {
+  const k = await bootIommufd("cdev-bind", { iommufdTest: true });
+  const runs = sweep(k, (p) => {
+    const s = { fd: -1, ioas: 0, ioas2: 0, acc: -1, child: null as TaskSyscalls | null };
+    const buf = p.sys.mmap(0n, 64 * 1024, 3, V_MAP_SHARED_ANON, -1);
+    p.touch(buf, 64 * 1024);
+    // The child's IOAS_MAP argument, in memory it shares with the parent (no fault to take).
+    const arg = p.sys.mmap(0n, 4096, 3, V_MAP_SHARED_ANON, -1);
+    p.touch(arg, 4096);
+    const tmp = p.buf + 0x40000n;
+    const ioasAlloc = (key: "ioas" | "ioas2") => () => {
+      const r = p.cmd(s.fd, I.IOMMU_IOAS_ALLOC, I.iommu_ioas_alloc, {});
+      s[key] = r.out.out_ioas_id;
+      return r.ret;
+    };
+    return [
+      ["open", () => (s.fd = p.open("/dev/iommu"))],
+      ["IOAS_ALLOC", ioasAlloc("ioas")],
+      ["IOAS_MAP", () => p.map(s.fd, s.ioas, buf, 64n * 1024n, MOCK_APERTURE_START).ret],
+      [
+        "CREATE_ACCESS",
+        () => {
+          const r = p.test(s.fd, I.IOMMU_TEST_OP_CREATE_ACCESS, s.ioas, I.test_create_access, {
+            flags: I.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+          });
+          s.acc = r.out.out_access_fd;
+          return r.ret;
+        },
+      ],
+      [
+        "ACCESS_PAGES",
+        () =>
+          p.test(s.fd, I.IOMMU_TEST_OP_ACCESS_PAGES, s.acc, I.test_access_pages, {
+            iova: MOCK_APERTURE_START + PAGE,
+            length: 4n * PAGE,
+            uptr: buf + PAGE,
+          }).ret,
+      ],
+      [
+        "MOCK_DOMAIN",
+        () => p.test(s.fd, I.IOMMU_TEST_OP_MOCK_DOMAIN, s.ioas, I.test_mock_domain, {}).ret,
+      ],
+      [
+        "ACCESS_RW slow",
+        () =>
+          p.test(s.fd, I.IOMMU_TEST_OP_ACCESS_RW, s.acc, I.test_access_rw, {
+            iova: MOCK_APERTURE_START + 100n,
+            length: 3n * PAGE,
+            uptr: tmp,
+            flags: I.MOCK_ACCESS_RW_SLOW_PATH,
+          }).ret,
+      ],
+      ["IOAS_ALLOC 2", ioasAlloc("ioas2")],
+      ["IOAS_MAP 2", () => p.map(s.fd, s.ioas2, buf, 16n * PAGE, MOCK_APERTURE_START).ret],
+      [
+        "ACCESS_REPLACE_IOAS",
+        () =>
+          p.test(s.fd, I.IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, s.acc, I.test_access_replace_ioas, {
+            ioas_id: s.ioas2,
+          }).ret,
+      ],
+      [
+        "ACCESS_PAGES 2",
+        () =>
+          p.test(s.fd, I.IOMMU_TEST_OP_ACCESS_PAGES, s.acc, I.test_access_pages, {
+            iova: MOCK_APERTURE_START,
+            length: 8n * PAGE,
+            uptr: buf,
+          }).ret,
+      ],
+      ["IOAS_UNMAP 2 (unmap callback)", () => p.unmap(s.fd, s.ioas2, 0n, ULONG_MAX).ret],
+      [
+        "fork",
+        () => {
+          const c = p.fork();
+          if (typeof c === "number") return c;
+          s.child = c;
+          return 0;
+        },
+      ],
+      [
+        "child IOAS_MAP 2",
+        () => {
+          const m = I.iommu_ioas_map;
+          const v = { ...m.decode(new Uint8Array(0)), size: m.size, flags: 7, ioas_id: s.ioas2 };
+          p.sys.poke(
+            arg,
+            m.encode({ ...v, user_va: buf, length: 16n * PAGE, iova: MOCK_APERTURE_START }),
+          );
+          return (s.child as TaskSyscalls).ioctl(s.fd, I.IOMMU_IOAS_MAP, arg);
+        },
+      ],
+      [
+        "MOCK_DOMAIN 2 (pins from the child)",
+        () => p.test(s.fd, I.IOMMU_TEST_OP_MOCK_DOMAIN, s.ioas2, I.test_mock_domain, {}).ret,
+      ],
+      [
+        "child exits",
+        () => {
+          (s.child as TaskSyscalls).task.exit();
+          return 0;
+        },
+      ],
+      ["close access", () => p.sys.close(s.acc)],
+    ];
+  });
+  assert.ok(runs > 15, `the flow met ${runs - 1} fallible allocations`);
 });

@@ -8,13 +8,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadHost } from "../../src/host/load.js";
 import type { TaskSyscalls } from "../../src/kernel/core/syscalls.js";
-import type { Kernel, TaskOptions } from "../../src/kernel/kernel.js";
+import type { BuildConfig, Kernel, TaskOptions } from "../../src/kernel/kernel.js";
 import { errnoName } from "../../src/uapi/errno.js";
 import * as I from "../../src/uapi/iommufd.js";
 import type { FieldType, StructCodec } from "../../src/uapi/struct.js";
 import {
   MAP_ANONYMOUS,
   MAP_PRIVATE,
+  MAP_SHARED,
   O_RDWR,
   O_WRONLY,
   PROT_READ,
@@ -29,10 +30,16 @@ export const NVME = "0000:01:00.0";
 export const E1000E = "0000:02:00.0";
 export const PAGE = 4096n;
 
-/** A kernel booted on the iommufd kernel's snapshot (the build follows the snapshot). */
-export async function bootIommufd(name = "cdev-bind"): Promise<Kernel> {
+/**
+ * A kernel booted on the iommufd kernel's snapshot (the build follows the snapshot), with
+ * `kconfig` on top (e.g. CONFIG_IOMMUFD_TEST).
+ */
+export async function bootIommufd(
+  name = "cdev-bind",
+  kconfig?: Partial<BuildConfig>,
+): Promise<Kernel> {
   const host = await loadHost(join(CASES, name, "snapshot.tar.gz"));
-  const k = bootHost(host);
+  const k = bootHost(host, "", undefined, undefined, kconfig);
   assert.ok(k.iommufd, "the snapshot's kernel is the iommufd build");
   return k;
 }
@@ -44,17 +51,33 @@ type Values<F extends Fields> = Partial<ReturnType<StructCodec<F>["decode"]>>;
 export class Proc {
   /** Scratch memory for structs (first 64 KiB) and arrays (the rest). */
   readonly buf: bigint;
+  /** Children forked, which exit() takes down too. */
+  readonly children: TaskSyscalls[] = [];
   constructor(
     readonly k: Kernel,
     readonly sys: TaskSyscalls,
   ) {
-    this.buf = this.mmap(1 << 20);
+    // Shared, so that a fork leaves it shared rather than copy-on-write.
+    this.buf = sys.mmap(0n, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0n);
     // Fault the scratch buffer in now, so that a fault injected later never lands in it.
     assert.ok(this.sys.poke(this.buf, new Uint8Array(1 << 20)));
   }
 
   static spawn(k: Kernel, opts: TaskOptions = {}): Proc {
     return new Proc(k, k.spawn(opts));
+  }
+
+  /** fork(): the child's syscalls, or -errno. */
+  fork(): TaskSyscalls | number {
+    const c = this.k.fork(this.sys);
+    if (typeof c !== "number") this.children.push(c);
+    return c;
+  }
+
+  /** The process and its children exit. */
+  exit(): void {
+    this.sys.task.exit();
+    for (const c of this.children) c.task.exit();
   }
 
   mmap(len: number, prot = PROT_READ | PROT_WRITE): bigint {
@@ -195,6 +218,32 @@ export class Proc {
 
   detach(dev: number) {
     return this.cmd(dev, V.VFIO_DEVICE_DETACH_IOMMUFD_PT, V.vfio_device_detach_iommufd_pt, {});
+  }
+
+  /**
+   * IOMMU_TEST_CMD: `op` on object `id` with the union member `codec` set to `values`;
+   * the result and the member as the kernel wrote it back.
+   */
+  test<F extends Fields>(
+    fd: number,
+    op: number,
+    id: number,
+    codec: StructCodec<F>,
+    values: Values<F>,
+  ) {
+    const head = I.iommu_test_cmd.encode({
+      ...I.iommu_test_cmd.decode(new Uint8Array(0)),
+      size: I.iommu_test_cmd.size,
+      op,
+      id,
+    });
+    head.set(
+      codec.encode(values as unknown as ReturnType<StructCodec<F>["decode"]>),
+      I.IOMMU_TEST_CMD_UNION,
+    );
+    this.poke(0, head);
+    const ret = this.sys.ioctl(fd, I.IOMMU_TEST_CMD, this.buf);
+    return { ret, out: codec.decode(this.peek(I.IOMMU_TEST_CMD_UNION, codec.size)) };
   }
 
   hwptAlloc(fd: number, devId: number, ptId: number, flags = 0) {

@@ -115,7 +115,7 @@ export function registerBackendDouble(kernel: Kernel, cc: () => boolean): void {
   });
 }
 
-function sysfsWrite(sys: TaskSyscalls, path: string, value: string): void {
+export function sysfsWrite(sys: TaskSyscalls, path: string, value: string): void {
   const fd = sys.open(path, O_WRONLY);
   assert.ok(fd >= 0, `open ${path}: ${fd}`);
   const data = new TextEncoder().encode(value);

@@ -10,6 +10,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { err } from "../../src/uapi/errno.js";
 import * as K from "../../src/uapi/kvm.js";
+import * as U from "../../src/uapi/vfio.js";
 import {
   attachContainer,
   boot,
@@ -21,6 +22,8 @@ import {
   openKvm,
   openRw,
   registerBackendDouble,
+  sysfsWrite,
+  userMem,
   vmInfo,
 } from "./support.js";
 
@@ -77,5 +80,46 @@ describe("3.15: groups through the external-user API, destroyed with the VM", ()
     sys.close(kv);
     assert.equal(state().nc, 1);
     assert.equal(createDevice(sys, vm, K.KVM_DEV_TYPE_VFIO).ret, err("EBUSY"));
+  });
+});
+
+describe("3.15: an external user holds the group (vfio_group_get, container_users)", () => {
+  /** VFIO_GROUP_GET_STATUS: the flags, or -errno. */
+  const groupFlags = (sys: ReturnType<typeof setup>["sys"], g: number): number => {
+    const a = userMem(
+      sys,
+      U.vfio_group_status.encode({ argsz: U.vfio_group_status.size, flags: 0 }),
+    );
+    const r = sys.ioctl(g, U.VFIO_GROUP_GET_STATUS, a);
+    if (r) return r;
+    return U.vfio_group_status.decode(sys.peek(a, U.vfio_group_status.size) as Uint8Array).flags;
+  };
+  const SET = U.VFIO_GROUP_FLAGS_CONTAINER_SET | U.VFIO_GROUP_FLAGS_VIABLE;
+
+  test("unbinding the group's last device leaves it on its container until the VM lets go", () => {
+    const cc = { value: false };
+    const { m, sys, kv, state } = setup(cc);
+    const gk = openRw(sys, m.group.K);
+    attachContainer(sys, gk, openRw(sys, "/dev/vfio/vfio"));
+    assert.equal(fileAdd(sys, kv, gk), 0);
+    assert.equal(state().nc, 1);
+    sysfsWrite(sys, "/sys/bus/pci/devices/0000:01:00.0/driver/unbind", "0000:01:00.0");
+    // vfio_del_group_dev() took the device off the group; the group, its node and its
+    // container stay while the external user's reference holds them.
+    assert.equal(groupFlags(sys, gk), SET);
+    assert.equal(openRw(sys, m.group.K), err("EBUSY"));
+    // Coherency is recomputed over the held group's container: no fault, still non-coherent.
+    cc.value = true;
+    const gn = openRw(sys, m.group.N1);
+    attachContainer(sys, gn, openRw(sys, "/dev/vfio/vfio"));
+    assert.equal(fileAdd(sys, kv, gn), 0);
+    assert.equal(fileAdd(sys, kv, gk), err("EEXIST"));
+    assert.equal(state().nc, 1);
+    // The last external user gone, the deviceless group goes (6.12's vfio_device_remove_group).
+    assert.equal(fileDel(sys, kv, gk), 0);
+    assert.equal(state().nc, 0);
+    assert.equal(groupFlags(sys, gk), err("ENODEV"));
+    assert.equal(sys.close(gk), 0);
+    assert.equal(openRw(sys, m.group.K), err("ENOENT"));
   });
 });

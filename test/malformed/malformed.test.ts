@@ -72,11 +72,7 @@ const CASES: Case[] = [
   groups("lspci-wrong-types.txt", /:2: IOMMU group: expected a group number, got "zero"/),
   groups("lspci-duplicate.txt", /:6: address: duplicate address 0000:00:00\.0/),
   groups("lspci-oversized.txt", /:2: Subsystem: expected "name \[vvvv:dddd\]"/),
-  groups(
-    "lspci-cycle.txt",
-    /:4: .*secondary/,
-    "accepted (exit 0): bridge 01:00.0 says its secondary bus is 00, the root bus above it — a loop in the bus topology; groups are printed as if nothing were wrong",
-  ),
+  groups("lspci-cycle.txt", /:4: .*secondary/),
   // lspci -x hex dumps
   groups("hexdump-truncated.txt", /:4: config: expected a hex byte, got "0"/),
   groups("hexdump-bad-offset.txt", /:6: config: expected offset 40, got 1000/),
@@ -90,21 +86,9 @@ const CASES: Case[] = [
   replay("script-binary.jsonl", /:2: not valid JSON/),
   replay("script-unbound.jsonl", /:2: fd: "\$never" is used before it is bound/),
   replay("script-no-header.jsonl", /:1: script: expected the header/),
-  replay(
-    "script-oversized-struct.jsonl",
-    /:3: .*bytes:4294967295/,
-    "accepted, then the replay runner packs a 4 GiB struct and hangs: parseScript has no bound on bytes:N (the oracle agent refuses N > 1 MiB, script.c MAX_IO)",
-  ),
-  replay(
-    "script-oversized-read.jsonl",
-    /:3: size/,
-    "accepted and run (exit 0): a pread of 4 GiB, which the oracle agent refuses at --check (size > MAX_IO, 1 MiB); the model's parser does not check it",
-  ),
-  replay(
-    "script-deep-nesting.jsonl",
-    /:3: arg/,
-    "exit 1, 'internal error: Maximum call stack size exceeded': a struct nested 3000 deep recurses in checkStruct (the oracle agent refuses nesting deeper than 4)",
-  ),
+  replay("script-oversized-struct.jsonl", /:3: .*bytes:4294967295/),
+  replay("script-oversized-read.jsonl", /:3: size/),
+  replay("script-deep-nesting.jsonl", /:3: arg/),
   // Host YAML
   groups("host-truncated.yaml", /:16: functions\[1\]\.pcie: Invalid option/),
   groups(
@@ -116,41 +100,23 @@ const CASES: Case[] = [
   groups("host-duplicate.yaml", /:4: functions\[1\]: 0000:00:00\.0 is described twice/),
   groups("host-oversized.yaml", /:3: functions\[0\](\.children\[0\])+/),
   groups(
-    "host-cycle.yaml",
-    /:\d+: .*(alias|cycl|recurs)/,
-    "exit 1, 'internal error: Maximum call stack size exceeded': a recursive YAML alias (children: *f inside &f) is expanded into a cyclic object and validated forever",
+    "host-bus-loop.yaml",
+    /:13: functions\[0\]\.children\[0\]\.secondary: .*bus 01 as secondary bus: a loop/,
   ),
-  groups(
-    "host-alias-bomb.yaml",
-    /:\d+: .*alias/,
-    "exit 1, 'internal error: Excessive alias count indicates a resource exhaustion attack': the yaml library's own limit surfaces as an internal error, not a located one",
-  ),
+  groups("host-cycle.yaml", /:\d+: .*(alias|cycl|recurs)/),
+  groups("host-alias-bomb.yaml", /:\d+: .*alias/),
   // Scenario YAML, through `run` and `check`
-  ...scenario("scenario-truncated.yaml", /: steps\[3\]: unknown op "io"/, undefined),
+  ...scenario("scenario-truncated.yaml", /:14: steps\[3\]: unknown op "io"/),
   ...scenario(
     "scenario-wrong-types.yaml",
     /:3: steps: Invalid input: expected array, received number/,
   ),
-  ...scenario("scenario-wrong-step.yaml", /: steps\[1\]: unknown request VFIO_NOT_A_REQUEST/),
+  ...scenario("scenario-wrong-step.yaml", /:5: steps\[1\]: unknown request VFIO_NOT_A_REQUEST/),
   ...scenario("scenario-binary.yaml", /:2: not valid YAML\/JSON/),
   ...scenario("scenario-unknown-host.yaml", /:2: host: no such file, directory or built-in host/),
-  ...scenario(
-    "scenario-cycle.yaml",
-    /:\d+: .*(alias|cycl|recurs)/,
-    "accepted (exit 0): a recursive YAML alias as an ioctl argument runs as the integer 0",
-  ),
-  ...scenario(
-    "scenario-oversized.yaml",
-    /:\d+: .*bytes:4294967295/,
-    "exit 1, 'internal error: Invalid typed array length: 4294967300': the replay runner packs a 4 GiB struct field",
-  ),
+  ...scenario("scenario-cycle.yaml", /:\d+: .*(alias|cycl|recurs)/),
+  ...scenario("scenario-oversized.yaml", /:\d+: .*bytes:4294967295/),
 ];
-
-// `passthru run` reports a step it cannot run as a failed step (exit 1), not an input error.
-for (const c of CASES)
-  if (c.args[0] === "run" && /scenario-(truncated|wrong-step)/.test(c.file))
-    c.bug =
-      "`passthru run` reports an unknown op or request as a failed step (exit 1, no line): the scenario loader does not validate steps";
 
 interface Ran {
   code: number | null;

@@ -372,3 +372,25 @@ test("SP-009: the op runs for every group: GET_STATE reports the first group tha
   assert.equal(eehOp(p, a.container, U.VFIO_EEH_PE_ENABLE), 0, "ENABLE thaws a frozen PE");
   assert.equal(eehOp(p, a.container, U.VFIO_EEH_PE_GET_STATE), U.VFIO_EEH_PE_STATE_NORMAL);
 });
+
+test("taking and releasing the PE leaks no TCE table frames", async () => {
+  // pnv_ioda2_take_ownership(): unset_window drops the group's reference and
+  // iommu_tce_table_put() the creator's, so the default table's frames go back;
+  // release_ownership (pnv_pci_ioda2_setup_default_config) allocates a new one.
+  const p = await power9();
+  const frames = () => p.k.debug.objects().frames;
+  /** A process takes the PE through a v2 container, then exits: frames while it owned it. */
+  const cycle = () => {
+    const sys = p.k.spawn();
+    openContainer({ ...p, sys }, NIC, U.VFIO_SPAPR_TCE_v2_IOMMU);
+    const owned = frames();
+    assert.ok(p.k.exit(sys.task.pid));
+    return owned;
+  };
+  const owned = cycle();
+  const released = frames();
+  for (let i = 0; i < 4; i++) {
+    assert.equal(cycle(), owned, `cycle ${i + 2}: frames while owned`);
+    assert.equal(frames(), released, `cycle ${i + 2}: frames after release`);
+  }
+});

@@ -32,22 +32,12 @@ function compare(got: string[], want: string[], exempt: Record<number, string>):
 
 test("device-info: GET_INFO, every REGION_INFO and IRQ_INFO, RESET, second fd, reopen", async () => {
   const { got, want } = await replayCase("device-info");
-  compare(got, want, {
-    24: "the option ROM: pci_map_rom() finds a 0x55AA image only if a device model serves it",
-  });
-  // Without an image, the ROM region reports size 0 and no READ flag (pci_map_rom failed).
-  assert.match(got[23] as string, /"flags":0,"index":6,"cap_offset":0,"size":"0x0"/);
+  compare(got, want, {});
 });
 
 test("device-config-space: virtualised header and capabilities, BAR sizing, reset", async () => {
   const { got, want } = await replayCase("device-config-space");
-  compare(got, want, {
-    30: "NVMe CAP: no NVMe device model behind BAR0",
-    31: "NVMe CSTS: no NVMe device model behind BAR0",
-    37: "NVMe CSTS: no NVMe device model behind BAR0",
-  });
-  // Nothing decodes BAR0: reads give all ones, as a master abort would.
-  for (const l of [30, 31, 37]) assert.match(got[l - 1] as string, /"data":"(ff)+"/);
+  compare(got, want, {});
 });
 
 test("group-legacy-bridge: device fds of a conventional-PCI group, GET_INFO and RESET", async () => {

@@ -6,6 +6,7 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import type { PciFunction } from "../../src/machine/pci/fabric.js";
 import { err } from "../../src/uapi/errno.js";
 import * as R from "../../src/uapi/pci_regs.js";
 import * as U from "../../src/uapi/vfio.js";
@@ -28,8 +29,10 @@ function pattern(bar: number, off: number, width: number): bigint {
   return v;
 }
 
+/** The e1000e with ROM: the logging model's (model), or a blank one. */
 async function e1000e(model = true) {
   const { k, host } = await bootCase("device-info");
+  (host.machine.pci.fn(0, 2, 0) as PciFunction).rom = null;
   const log = model ? attachModel(host, E1000E, pattern) : [];
   const p = new Proc(k.spawn());
   return { p, log, ...p.openDevice(E1000E) };

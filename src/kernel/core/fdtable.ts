@@ -36,6 +36,13 @@ export class FdTable {
     return err("EMFILE");
   }
 
+  /** dup_fd(): a child's table, the same numbers referring to the same open files. */
+  copy(): FdTable {
+    const t = new FdTable(this.account, this.faults);
+    for (const [fd, f] of this.fds) t.fds.set(fd, f.get());
+    return t;
+  }
+
   /** fdget(): the file, or undefined (EBADF) for a closed or negative fd. */
   get(fd: number): File | undefined {
     return this.fds.get(fd);

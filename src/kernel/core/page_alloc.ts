@@ -9,6 +9,8 @@ import { FaultInject } from "./fault_inject.js";
 
 export class PageAllocator {
   private readonly refs = new Map<number, number>();
+  /** Frames pinned (FOLL_PIN) and by how many pins: page_maybe_dma_pinned(), the pin bias. */
+  private readonly pins = new Map<number, number>();
   private readonly free: number[] = [];
   private next: number;
 
@@ -82,6 +84,30 @@ export class PageAllocator {
 
   get(pfn: number): void {
     this.refs.set(pfn, (this.refs.get(pfn) ?? 0) + 1);
+  }
+
+  /** page_ref_count() */
+  refCount(pfn: number): number {
+    return this.refs.get(pfn) ?? 0;
+  }
+
+  /** try_grab_folio(FOLL_PIN): a reference that also counts as a pin. */
+  pin(pfn: number): void {
+    this.get(pfn);
+    this.pins.set(pfn, (this.pins.get(pfn) ?? 0) + 1);
+  }
+
+  /** unpin_user_page() */
+  unpin(pfn: number): void {
+    const n = (this.pins.get(pfn) ?? 0) - 1;
+    if (n > 0) this.pins.set(pfn, n);
+    else this.pins.delete(pfn);
+    this.put(pfn);
+  }
+
+  /** How many pins a frame has (page_ref_count / GUP_PIN_COUNTING_BIAS). */
+  pinCount(pfn: number): number {
+    return this.pins.get(pfn) ?? 0;
   }
 
   put(pfn: number): void {

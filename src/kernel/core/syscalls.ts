@@ -10,6 +10,7 @@ import {
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
+  MAP_SHARED,
   O_ACCMODE,
   O_RDONLY,
   O_WRONLY,
@@ -100,6 +101,7 @@ export class TaskSyscalls implements Syscalls {
   }
 
   mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset = 0n): bigint {
+    const shared = (flags & MAP_SHARED) !== 0;
     if (!(flags & MAP_ANONYMOUS)) {
       const f = this.fd(fd);
       if (!f) return BigInt(err("EBADF"));
@@ -110,10 +112,16 @@ export class TaskSyscalls implements Syscalls {
       if (typeof m === "number") return BigInt(m);
       const fixedFile = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
       const pg0 = Number(offset / page);
-      return this.task.mm.mmapFile(fixedFile ? addr : null, length, prot, (i) => m.fault(pg0 + i));
+      return this.task.mm.mmapFile(
+        fixedFile ? addr : null,
+        length,
+        prot,
+        (i) => m.fault(pg0 + i),
+        shared,
+      );
     }
     const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
-    return this.task.mm.mmapAnon(fixed ? addr : null, length, prot);
+    return this.task.mm.mmapAnon(fixed ? addr : null, length, prot, shared);
   }
 
   munmap(addr: bigint, length: number): number {

@@ -42,13 +42,32 @@ export class Task {
     opts: TaskOptions = {},
     /** The kernel's count of open files (the fd table counts what it installs). */
     fileCount?: FileCount,
+    /** A forked child's copies of its parent's fd table and address space. */
+    inherited?: { files: FdTable; mm: Mm },
   ) {
     this.faults = pages.faults;
-    this.files = new FdTable(fileCount, pages.faults);
-    this.mm = new Mm(pages);
+    this.files = inherited?.files ?? new FdTable(fileCount, pages.faults);
+    this.mm = inherited?.mm ?? new Mm(pages);
     this.uid = opts.uid ?? 0;
     this.caps = new Set(opts.caps ?? (this.uid === 0 ? ALL_CAPS : []));
     this.rlimitMemlock = opts.memlock ?? 8n << 20n;
+  }
+
+  /**
+   * copy_process() for fork(): the child has this task's credentials and limits, a copy
+   * of its fd table (dup_fd) and of its address space (dup_mmap); null when memory for the
+   * copy runs out (ENOMEM).
+   */
+  fork(pid: number): Task | null {
+    const mm = this.mm.fork();
+    if (!mm) return null;
+    return new Task(
+      pid,
+      this.mm.pages,
+      { uid: this.uid, caps: this.caps, memlock: this.rlimitMemlock },
+      undefined,
+      { files: this.files.copy(), mm },
+    );
   }
 
   capable(cap: Capability): boolean {

@@ -472,11 +472,14 @@ export function irqRemapAllowed(cmdline: string): boolean {
 
 /** One 64-bit page-table entry in RAM (little-endian, as both x86 IOMMUs read them). */
 export function readPte(mem: MemoryAccess, pa: number): bigint {
-  const b = mem.read(pa, 8);
-  return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true);
+  ptBytes.set(mem.read(pa, 8));
+  return pt.getBigUint64(0, true);
 }
 export function writePte(mem: MemoryAccess, pa: number, v: bigint): void {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, u64(v), true);
-  mem.write(pa, b);
+  // setBigUint64 stores v modulo 2^64.
+  pt.setBigUint64(0, v, true);
+  mem.write(pa, ptBytes.slice());
 }
+/** Where PTEs are converted (every page-table walk reads several: no DataView each). */
+const pt = new DataView(new ArrayBuffer(8));
+const ptBytes = new Uint8Array(pt.buffer);

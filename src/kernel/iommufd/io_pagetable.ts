@@ -10,7 +10,13 @@
  * second one set fails EADDRINUSE), areas are never split except by the VFIO type1 (v1)
  * compatibility path, and an unmap must cover whole areas (ENOENT otherwise).
  *
- * Domains are filled on attach and on map; pinning happens then, never before. The
+ * Domains are filled on attach and on map; pinning happens then, never before, or when an
+ * in-kernel access (an emulated device's driver, the selftest's mock access) pins a range.
+ * Accesses are listed per IOAS (access_list); their IOVA alignment joins the domains'. An
+ * area an access has pinned is not split, and unmapping it first sets prevent_access (no
+ * new pins, no rw) and asks every access to unpin (their ->unmap callback, through
+ * iommufd_access_notify_unmap), then tries again; an access that keeps its pins makes the
+ * unmap fail with EDEADLK after 100 tries (the kernel WARNs). The
  * 6.12.117 stable kernel carries upstream's "iommufd: Make vfio_compat's unmap succeed if
  * the range is empty": iopt_unmap_iova_range() succeeds with nothing unmapped, and the
  * native IOAS_UNMAP turns that into ENOENT itself.
@@ -67,6 +73,10 @@ export class IoptArea {
   filled = false;
   /** Set once inserted (area->iopt). */
   iopt: IoPagetable | null = null;
+  /** Pins in-kernel accesses hold on this area (area->num_accesses). */
+  numAccesses = 0;
+  /** Set while an unmap waits for accesses to let go: no new access. */
+  preventAccess = false;
 
   get length(): bigint {
     return this.last - this.start + 1n;
@@ -84,6 +94,21 @@ export interface PagesListElm {
   area: IoptArea | null;
   startByte: bigint;
   length: bigint;
+}
+
+/** An in-kernel access attached to an IOAS (struct iommufd_access as iopt sees it). */
+export interface IoptAccess {
+  readonly iovaAlignment: bigint;
+  /** iommufd_access_notify_unmap() for this access: its ->unmap, unless it is being destroyed. */
+  notifyUnmap(iova: bigint, length: bigint): void;
+}
+
+/** One step of iopt_for_each_contig_area(): the area and where in it the walk is. */
+export interface ContigStep {
+  area: IoptArea;
+  cur: bigint;
+  /** min(last, area's last IOVA) */
+  last: bigint;
 }
 
 /**
@@ -126,6 +151,8 @@ export class IoPagetable {
   readonly domains: IommuDomain[] = [];
   iovaAlignment = 1n;
   disableLargePages = false;
+  /** access_list: an xarray with ids below 2^16. */
+  readonly accessList = new Map<number, IoptAccess>();
 
   constructor(
     /** CONFIG_TRANSPARENT_HUGEPAGE: the largest IOVA alignment the allocator keeps. */
@@ -436,10 +463,14 @@ export class IoPagetable {
     return list;
   }
 
-  /** iopt_unmap_iova_range(): whole areas only; nothing there is success with 0 bytes. */
+  /**
+   * iopt_unmap_iova_range(): whole areas only; nothing there is success with 0 bytes. An
+   * area accesses hold is unmapped once they have let go (see the module comment).
+   */
   private unmapIovaRange(start: bigint, last: bigint, unmapped: { v: bigint }): number {
     let rc = 0;
     let bytes = 0n;
+    let tries = 0;
     for (let area = this.areaIterFirst(start, last); area; area = this.areaIterFirst(start, last)) {
       if (!area.pages) {
         rc = err("EBUSY");
@@ -448,6 +479,15 @@ export class IoPagetable {
       if (area.start < start || area.last > last) {
         rc = err("ENOENT");
         break;
+      }
+      if (area.start !== start) tries = 0;
+      if (area.numAccesses) {
+        start = area.start;
+        area.preventAccess = true;
+        for (const access of [...this.accessList.values()])
+          access.notifyUnmap(area.start, area.length);
+        if (++tries > 100) return err("EDEADLK");
+        continue;
       }
       const pages = area.pages;
       area.pages = null;
@@ -539,6 +579,9 @@ export class IoPagetable {
     for (const a of this.areas)
       if (a.start & mask || a.length & mask || BigInt(a.pageOffset) & mask)
         return err("EADDRINUSE");
+    // The kernel checks (and WARNs) only with CONFIG_IOMMUFD_TEST, where accesses are the mock's.
+    for (const access of this.accessList.values())
+      if (access.iovaAlignment > newAlignment) return err("EADDRINUSE");
     return 0;
   }
 
@@ -622,6 +665,7 @@ export class IoPagetable {
   private calculateIovaAlignment(): number {
     let a = this.disableLargePages ? PAGE : 1n;
     for (const d of this.domains) a = max(a, 1n << BigInt(ffs(d.pgsizeBitmap)));
+    for (const access of this.accessList.values()) a = max(a, access.iovaAlignment);
     if (a > this.iovaAlignment) {
       const r = this.checkIovaAlignment(a);
       if (r) return r;
@@ -636,12 +680,14 @@ export class IoPagetable {
    */
   private areaSplit(task: Task, area: IoptArea, iova: bigint): number {
     if (iova === area.start || iova === area.last) return 0;
-    if (!area.pages) return err("EBUSY");
+    if (!area.pages || area.preventAccess) return err("EBUSY");
     const newStart = iova + 1n;
     const a = this.iovaAlignment - 1n;
     if (newStart & a || area.startByte(newStart) & a) return err("EINVAL");
     if (task.faults.should("slab", "iopt_area")) return err("ENOMEM");
     if (task.faults.should("slab", "iopt_area")) return err("ENOMEM");
+    // Not with an access: its pins could not be split with the area.
+    if (area.numAccesses) return err("EINVAL");
     if (area.filled && !this.disableLargePages) return err("EINVAL");
     const pages = area.pages;
     const lhs = new IoptArea();
@@ -701,6 +747,46 @@ export class IoPagetable {
     const r = this.calculateIovaAlignment();
     if (r) this.disableLargePages = false;
     return r;
+  }
+
+  /** iopt_add_access(): the access's id in the list, or -errno. */
+  addAccess(task: Task | null, access: IoptAccess): number {
+    if (task?.faults.should("slab", "iopt_access_list")) return err("ENOMEM");
+    let id = 0;
+    while (this.accessList.has(id)) id++;
+    if (id > 0xffff) return err("EBUSY");
+    this.accessList.set(id, access);
+    const r = this.calculateIovaAlignment();
+    if (r) {
+      this.accessList.delete(id);
+      return r;
+    }
+    return id;
+  }
+
+  /** iopt_remove_access() */
+  removeAccess(id: number): void {
+    this.accessList.delete(id);
+    this.calculateIovaAlignment();
+  }
+
+  /**
+   * iopt_for_each_contig_area() over [iova, last]: the areas (with pages) that cover it
+   * without a gap from iova on, and whether they reach `last` (iopt_area_contig_done).
+   */
+  contigAreas(iova: bigint, last: bigint): { steps: ContigStep[]; done: boolean } {
+    const steps: ContigStep[] = [];
+    let cur = iova;
+    let area = this.areas.find((a) => a.start <= iova && a.last >= iova);
+    while (area?.pages) {
+      steps.push({ area, cur, last: min(last, area.last) });
+      if (last <= area.last) return { steps, done: true };
+      cur = area.last + 1n;
+      const next = this.areaIterFirst(cur, last);
+      if (!next || next.start !== cur) break;
+      area = next;
+    }
+    return { steps, done: false };
   }
 
   /** iopt_destroy_table() after every area went: the table must be empty. */

@@ -12,7 +12,9 @@
  * destroys leaves first until the table is empty.
  *
  * Request numbers below IOMMUFD_CMD_BASE or past the table go to the VFIO compatibility
- * ioctls (vfio_compat.ts). A request whose number matches a slot but not the slot's
+ * ioctls (vfio_compat.ts). With CONFIG_IOMMUFD_TEST the table reaches IOMMU_TEST_CMD
+ * (IOMMUFD_CMD_BASE + 32, the mock platform of selftest.ts) and the slots between are
+ * empty, so those requests are ENOTTY once their size word was read. A request whose number matches a slot but not the slot's
  * ioctl_num is ENOTTY. Otherwise `size` is read first (EFAULT), a size below the last
  * mandatory field is EINVAL, and copy_struct_from_user() zero-extends a short struct and
  * refuses a longer one with a non-zero tail (E2BIG).
@@ -44,6 +46,7 @@ import {
 } from "./ioas.js";
 import { UserLockedVm, type AccountMode } from "./pages.js";
 import { iommufdVfioIoas, iommufdVfioIoctl } from "./vfio_compat.js";
+import { iommufdTest, MockIommu } from "./selftest.js";
 
 export type IommufdObjType =
   "device" | "hwpt_paging" | "hwpt_nested" | "ioas" | "access" | "fault" | "selftest";
@@ -69,6 +72,8 @@ export interface IommufdConfig {
   vfioNoiommu: boolean;
   /** The iommufd.allow_unsafe_interrupts module parameter. */
   allowUnsafeInterrupts: boolean;
+  /** CONFIG_IOMMUFD_TEST: the selftest's mock platform and IOMMU_TEST_CMD. */
+  test?: boolean;
 }
 
 const XA_LIMIT_31B = 0x7fffffff;
@@ -249,6 +254,18 @@ const IOCTL_OPS: IoctlOp[] = [
   op(U.IOMMU_FAULT_QUEUE_ALLOC, iommufdFaultAlloc, U.iommu_fault_alloc, "out_fault_fd"),
 ];
 
+/** The table of a CONFIG_IOMMUFD_TEST kernel: empty slots up to IOMMU_TEST_CMD. */
+const IOCTL_OPS_TEST: IoctlOp[] = [
+  ...IOCTL_OPS,
+  ...Array.from({ length: 32 - IOCTL_OPS.length }, () => ({
+    size: 0,
+    minSize: 0,
+    ioctlNum: 0,
+    execute: () => err("ENOTTY"),
+  })),
+  op(U.IOMMU_TEST_CMD, iommufdTest, U.iommu_test_cmd, "last"),
+];
+
 /** iommufd_destroy() */
 function iommufdDestroy(ucmd: Ucmd): number {
   const cmd = ucmd.decode(U.iommu_destroy);
@@ -337,12 +354,17 @@ export class IommufdSubsystem {
   readonly vfioMisc: CharDev | null;
   /** The automatic-IOVA alignment cap (HPAGE_SIZE with THP, else PAGE_SIZE). */
   readonly maxIovaAlignment: bigint;
+  /** The mock IOMMU and bus of CONFIG_IOMMUFD_TEST. */
+  readonly selftest: MockIommu | null;
+  private readonly ioctlOps: IoctlOp[];
 
   constructor(
     readonly iommu: IommuSubsystem,
     readonly config: IommufdConfig,
   ) {
     this.maxIovaAlignment = config.thp ? 1n << 21n : 1n << 12n;
+    this.selftest = config.test ? new MockIommu() : null;
+    this.ioctlOps = config.test ? IOCTL_OPS_TEST : IOCTL_OPS;
     this.fops = {
       name: "/dev/iommu",
       ioctl: (file, task, cmd, arg) => this.ioctl(file.priv, task, cmd, arg),
@@ -392,12 +414,12 @@ export class IommufdSubsystem {
   /** iommufd_fops_ioctl() */
   private ioctl(ctx: IommufdCtx, task: Task, cmd: number, arg: bigint): number {
     const nr = cmd & 0xff;
-    if (nr < U.IOMMUFD_CMD_BASE || nr - U.IOMMUFD_CMD_BASE >= IOCTL_OPS.length)
+    if (nr < U.IOMMUFD_CMD_BASE || nr - U.IOMMUFD_CMD_BASE >= this.ioctlOps.length)
       return iommufdVfioIoctl(ctx, task, cmd, arg);
     const raw = task.mm.copyFromUser(arg, 4);
     if (!raw) return err("EFAULT");
     const userSize = new DataView(raw.buffer).getUint32(0, true);
-    const o = IOCTL_OPS[nr - U.IOMMUFD_CMD_BASE] as IoctlOp;
+    const o = this.ioctlOps[nr - U.IOMMUFD_CMD_BASE] as IoctlOp;
     if (o.ioctlNum !== cmd) return err("ENOTTY"); // -ENOIOCTLCMD from the driver
     if (userSize < o.minSize) return err("EINVAL");
     const buf = copyStructFromUser(task, o.size, arg, userSize);

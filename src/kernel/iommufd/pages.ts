@@ -10,13 +10,23 @@
  * CAP_IPC_LOCK (IOPT_PAGES_ACCOUNT_NONE).
  *
  * The kernel reads PFNs in batches and keeps them in the storage domain or an xarray; the
- * model keeps every pinned frame with the number of users of its index, which gives the
- * same pins, the same charges and the same errors.
+ * model keeps every pinned frame with the number of users of its index (filled areas and
+ * in-kernel accesses alike), which gives the same pins, the same charges and the same
+ * errors. In-kernel accesses (iopt_area_add_access) are recorded in the access_itree:
+ * ranges of page indices, an exact repeat of a range sharing its record.
+ *
+ * The pages remember the mm that mapped them: pinning later, from whatever process, pins
+ * from that mm (pin_user_pages_remote), and once it is gone (mmget_not_zero() fails) there
+ * is nothing to pin: EFAULT. iopt_pages_rw_access() copies through the source mm's page
+ * tables when the caller is its process, else one page through a short-term remote pin,
+ * else (several pages, or the mm gone, or the test's SLOW_PATH) through the PFN reader:
+ * the frames already pinned, the rest pinned for the copy without being charged.
  */
 import { PAGE_SHIFT, PAGE_SIZE } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
 import type { Mm } from "../core/mm.js";
 import type { Task } from "../core/task.js";
+import type { IoptArea } from "./io_pagetable.js";
 
 export const PAGE = BigInt(PAGE_SIZE);
 export const ULONG_MAX = (1n << 64n) - 1n;
@@ -50,6 +60,8 @@ export class IoptPages {
   readonly pinned = new Map<number, { pfn: number; users: number }>();
   npinned = 0;
   lastNpinned = 0;
+  /** access_itree: in-kernel accesses' ranges of page indices, with their users. */
+  readonly accesses: { start: number; last: number; users: number }[] = [];
 
   constructor(
     uptr: bigint,
@@ -79,13 +91,14 @@ export class IoptPages {
   /**
    * Pin [start, last] (page indices) for one more user: pages nobody holds yet come from
    * the source mm (pin_user_pages with FOLL_WRITE when writable), then the new pin count is
-   * charged. All or nothing: on failure nothing stays pinned or charged. Returns the frames.
+   * charged (unless `charge` is false: the PFN reader's transient pins). All or nothing: on
+   * failure nothing stays pinned or charged. Returns the frames.
    */
-  pin(start: number, last: number): number[] | number {
+  pin(start: number, last: number, charge = true): number[] | number {
     const fresh: number[] = [];
     const pfns: number[] = [];
     let rc = 0;
-    for (let idx = start; idx <= last;) {
+    for (let idx = start; idx <= last && !rc;) {
       const held = this.pinned.get(idx);
       if (held) {
         pfns.push(held.pfn);
@@ -94,7 +107,9 @@ export class IoptPages {
       }
       let n = 1;
       while (idx + n <= last && !this.pinned.has(idx + n)) n++;
-      const got = this.sourceMm.pin(this.uptr + BigInt(idx) * PAGE, n, this.writable);
+      // pfn_reader_user_pin(): mmget_not_zero() of a remote mm
+      const got =
+        this.sourceMm.alive && this.sourceMm.pin(this.uptr + BigInt(idx) * PAGE, n, this.writable);
       if (!got) {
         rc = err("EFAULT");
         break;
@@ -108,7 +123,7 @@ export class IoptPages {
     }
     if (!rc) {
       this.npinned += fresh.length;
-      rc = this.updatePinned();
+      if (charge) rc = this.updatePinned();
       if (rc) this.npinned -= fresh.length;
     }
     if (rc) {
@@ -141,6 +156,64 @@ export class IoptPages {
       this.npinned--;
     }
     this.updateUnpinned();
+  }
+
+  /** iopt_pages_rw_access(): `data` from (write) or into [startByte, startByte + length). */
+  rwAccess(task: Task, startByte: bigint, data: Uint8Array, write: boolean, slow: boolean): number {
+    const startIndex = Number(startByte / PAGE);
+    const lastIndex = Number((startByte + BigInt(data.length) - 1n) / PAGE);
+    const offset = Number(startByte % PAGE);
+    if (write && !this.writable) return err("EPERM");
+    if (slow || task.mm !== this.sourceMm) {
+      if (startIndex === lastIndex) return this.rwPage(startIndex, offset, data, write);
+      return this.rwSlow(startIndex, lastIndex, offset, data, write);
+    }
+    const at = this.uptr + startByte;
+    if (write) return this.sourceMm.copyToUser(at, data) ? 0 : err("EFAULT");
+    const got = this.sourceMm.copyFromUser(at, data.length);
+    if (!got) return err("EFAULT");
+    data.set(got);
+    return 0;
+  }
+
+  /** iopt_pages_rw_page(): one page through a short-term pin of the source mm. */
+  private rwPage(index: number, offset: number, data: Uint8Array, write: boolean): number {
+    if (!this.sourceMm.alive) return this.rwSlow(index, index, offset, data, write);
+    const got = this.sourceMm.pin(this.uptr + BigInt(index) * PAGE, 1, write, false);
+    if (!got) return err("EFAULT");
+    this.copyData(got, offset, data, write);
+    this.sourceMm.unpin(got);
+    return 0;
+  }
+
+  /** iopt_pages_rw_slow(): through the PFN reader, as a domain would see the pages. */
+  private rwSlow(
+    start: number,
+    last: number,
+    offset: number,
+    data: Uint8Array,
+    write: boolean,
+  ): number {
+    const pfns = this.pin(start, last, false);
+    if (typeof pfns === "number") return pfns;
+    this.copyData(pfns, offset, data, write);
+    this.unpin(start, last);
+    return 0;
+  }
+
+  /** batch_rw() / copy_data_page(): the bytes through the frames' kernel mapping. */
+  private copyData(pfns: number[], offset: number, data: Uint8Array, write: boolean): void {
+    const ram = this.sourceMm.pages.ram;
+    const size = this.sourceMm.pages.pageSize;
+    let done = 0;
+    for (const pfn of pfns) {
+      const n = Math.min(data.length - done, size - offset);
+      const at = pfn * size + offset;
+      if (write) ram.write(at, data.subarray(done, done + n));
+      else data.set(ram.read(at, n), done);
+      done += n;
+      offset = 0;
+    }
   }
 
   /** pfn_reader_user_update_pinned() after pinning: charge the growth, -errno if over. */
@@ -189,4 +262,44 @@ export function ioptAllocPages(
   if (uptr + length > ULONG_MAX) return err("EOVERFLOW");
   if (task.faults.should("slab", "iopt_pages")) return err("ENOMEM");
   return new IoptPages(uptr, length, writable, task, userVm);
+}
+
+/**
+ * iopt_area_add_access(): an in-kernel access pins page indices [start, last] of the
+ * area's pages; an exact repeat of a range already held only counts one more user.
+ * Returns the frames.
+ */
+export function ioptAreaAddAccess(
+  task: Task | null,
+  area: IoptArea,
+  start: number,
+  last: number,
+  write: boolean,
+): number[] | number {
+  const pages = area.pages as IoptPages;
+  if (write && !pages.writable) return err("EPERM");
+  const held = pages.accesses.find((a) => a.start === start && a.last === last);
+  if (held) {
+    area.numAccesses++;
+    held.users++;
+    return pages.frames(start, last);
+  }
+  if (task?.faults.should("slab", "iopt_pages_access")) return err("ENOMEM");
+  const pfns = pages.pin(start, last);
+  if (typeof pfns === "number") return pfns;
+  pages.accesses.push({ start, last, users: 1 });
+  area.numAccesses++;
+  return pfns;
+}
+
+/** iopt_area_remove_access(): the last user of a range unpins what nothing else holds. */
+export function ioptAreaRemoveAccess(area: IoptArea, start: number, last: number): void {
+  const pages = area.pages as IoptPages;
+  const i = pages.accesses.findIndex((a) => a.start === start && a.last === last);
+  const held = pages.accesses[i];
+  if (!held) return; // WARN_ON(!access)
+  area.numAccesses--;
+  if (--held.users) return;
+  pages.accesses.splice(i, 1);
+  pages.unpin(start, last);
 }

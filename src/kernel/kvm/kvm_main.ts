@@ -37,6 +37,7 @@ import type { CharDev } from "../core/vfs.js";
 import type { KvmProfile } from "./profile.js";
 import { KvmVcpu, type VcpuStats } from "./vcpu.js";
 import type { Book3sHv } from "./book3s_hv.js";
+import type { IncoherentDma } from "./incoherent_dma.js";
 import { kvmVfioOps, type VfioSymbols } from "./vfio.js";
 import {
   KVM_MAX_VCPU_IDS,
@@ -44,6 +45,7 @@ import {
   kvmArchInitVm,
   kvmArchVcpuPrecreate,
   kvmVmIoctlCheckExtension,
+  kvmX86DevGetAttr,
   memoryType,
   needEmulateWbinvd,
   type KvmArch,
@@ -274,10 +276,10 @@ const GENERIC_CAPS = new Map<number, number | ((kvm: Kvm | null) => number)>([
 ]);
 
 /** kvm_vm_ioctl_check_extension_generic(): `arg` is a long. */
-function checkExtension(kvm: Kvm | null, arg: bigint): number {
+function checkExtension(cpu: CpuHw, kvm: Kvm | null, arg: bigint): number {
   const ext = BigInt.asIntN(64, arg);
   const v = GENERIC_CAPS.get(Number(ext));
-  if (v === undefined) return kvmVmIoctlCheckExtension(ext);
+  if (v === undefined) return kvmVmIoctlCheckExtension(cpu, ext);
   return typeof v === "number" ? v : v(kvm);
 }
 
@@ -299,6 +301,8 @@ export class KvmSubsystem {
     private readonly cpu: CpuHw,
     /** A POWER host's HV KVM (book3s_hv.ts): its VM requests, capabilities and vCPU run. */
     private readonly ppc: Book3sHv | null = null,
+    /** The never-merged KVM_ALLOW/DISALLOW_INCOHERENT_DMA ("2021-proposal" profile only). */
+    private readonly incoherentDma: IncoherentDma | null = null,
   ) {
     this.devFops = this.makeDevFops();
     this.vmFops = this.makeVmFops();
@@ -312,6 +316,11 @@ export class KvmSubsystem {
   private registerDeviceOps(ops: KvmDeviceOps, type: number): void {
     this.deviceOps[type] = ops;
     this.deviceFops.set(ops, this.makeDeviceFops(ops.name));
+  }
+
+  /** The (iommufd, device label) pairs a VM allowed ("2021-proposal" profile; else 0). */
+  incoherentDmaAllowed(kvm: Kvm): number {
+    return this.incoherentDma?.count(kvm) ?? 0;
   }
 
   /** Every live VM (vm_list), for the kernel's debugfs. */
@@ -366,6 +375,7 @@ export class KvmSubsystem {
   /** kvm_destroy_vm(): the devices still listed are destroyed (kvm_destroy_devices). */
   private destroyVm(kvm: Kvm): void {
     this.vms.delete(kvm);
+    this.incoherentDma?.release(kvm);
     for (const dev of kvm.devices.splice(0)) dev.ops.destroy?.(dev);
     kvm.zap();
   }
@@ -431,15 +441,32 @@ export class KvmSubsystem {
           case K.KVM_CREATE_VM:
             return this.createVm(task, arg);
           case K.KVM_CHECK_EXTENSION:
-            return this.ppc?.checkExtension(arg) ?? checkExtension(null, arg);
+            return this.ppc?.checkExtension(arg) ?? checkExtension(this.cpu, null, arg);
           case K.KVM_GET_VCPU_MMAP_SIZE:
             // struct kvm_run, the x86 PIO data page and the coalesced MMIO ring
             return arg ? err("EINVAL") : 3 * PAGE_SIZE;
+          case K.KVM_GET_DEVICE_ATTR:
+          case K.KVM_HAS_DEVICE_ATTR:
+            if (!this.ppc) return this.x86DevAttr(task, cmd, arg);
+            return err("EINVAL");
           default:
             return err("EINVAL"); // kvm_arch_dev_ioctl()
         }
       },
     };
+  }
+
+  /** kvm_arch_dev_ioctl()'s KVM_GET_DEVICE_ATTR / KVM_HAS_DEVICE_ATTR (x86). */
+  private x86DevAttr(task: Task, cmd: number, arg: bigint): number {
+    const raw = task.mm.copyFromUser(arg, K.kvm_device_attr.size);
+    if (!raw) return err("EFAULT");
+    const attr = K.kvm_device_attr.decode(raw);
+    const val = kvmX86DevGetAttr(this.cpu, attr.group, attr.attr);
+    if (typeof val === "number") return val;
+    if (cmd === K.KVM_HAS_DEVICE_ATTR) return 0;
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setBigUint64(0, val, true);
+    return task.mm.copyToUser(attr.addr, out) ? 0 : err("EFAULT");
   }
 
   /** kvm_vm_fops */
@@ -467,9 +494,13 @@ export class KvmSubsystem {
             return task.mm.copyToUser(arg, K.kvm_create_device.encode(cd)) ? 0 : err("EFAULT");
           }
           case K.KVM_CHECK_EXTENSION:
-            return this.ppc?.checkExtension(arg) ?? checkExtension(kvm, arg);
+            return this.ppc?.checkExtension(arg) ?? checkExtension(this.cpu, kvm, arg);
           default:
-            return this.ppc?.vmIoctl(kvm, task, cmd, arg) ?? err("ENOTTY"); // kvm_arch_vm_ioctl()
+            return (
+              this.incoherentDma?.ioctl(kvm, task, cmd, arg) ??
+              this.ppc?.vmIoctl(kvm, task, cmd, arg) ??
+              err("ENOTTY") // kvm_arch_vm_ioctl()
+            );
         }
       },
       release: (file) => file.priv.put(), // kvm_vm_release()

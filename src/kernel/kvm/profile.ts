@@ -19,10 +19,17 @@
  *
  * The KVM device framework (kvm_main.c) is the 6.12 one in every profile: only kvm-vfio's
  * own behaviour is selected here.
+ *
+ * "2021-proposal" is NOT a kernel era: it is a design that was proposed and never merged
+ * (the "/dev/ioasid uAPI proposal" RFC thread, June 2021), kept as an experimental
+ * profile to compare with the merged ones. On a 6.12 kernel, KVM gets two VM requests,
+ * KVM_ALLOW_INCOHERENT_DMA / KVM_DISALLOW_INCOHERENT_DMA (kvm/incoherent_dma.ts), and
+ * kvm-vfio keeps its 6.12 entries and lifetime but no longer decides coherency
+ * (coherency "vmm": "No kernel call backs, no kernel auto-sync" — the VMM asks).
  */
-export type ProfileName = "6.12" | "3.15" | "3.13";
+export type ProfileName = "6.12" | "3.15" | "3.13" | "2021-proposal";
 export type KvmVfioEntries = "group" | "file";
-export type KvmVfioCoherency = "assume-noncoherent" | "container" | "file";
+export type KvmVfioCoherency = "assume-noncoherent" | "container" | "file" | "vmm";
 export type KvmDeviceLifetime = "destroy" | "release";
 
 export interface KvmProfile {
@@ -34,6 +41,10 @@ export interface KvmProfile {
     readonly coherency: KvmVfioCoherency;
     readonly lifetime: KvmDeviceLifetime;
   };
+  /** The VM requests KVM_ALLOW/DISALLOW_INCOHERENT_DMA exist (never merged). */
+  readonly incoherentDmaIoctls: boolean;
+  /** False for a design that never reached a kernel release. */
+  readonly merged: boolean;
 }
 
 export const PROFILES: Readonly<Record<ProfileName, KvmProfile>> = {
@@ -41,17 +52,31 @@ export const PROFILES: Readonly<Record<ProfileName, KvmProfile>> = {
     name: "6.12",
     source: "virt/kvm/vfio.c, Linux 6.12",
     kvmVfio: { entries: "file", coherency: "file", lifetime: "release" },
+    incoherentDmaIoctls: false,
+    merged: true,
   },
   "3.15": {
     name: "3.15",
     source: "virt/kvm/vfio.c with 'kvm/vfio: Support for DMA coherent IOMMUs', Linux 3.15",
     kvmVfio: { entries: "group", coherency: "container", lifetime: "destroy" },
+    incoherentDmaIoctls: false,
+    merged: true,
   },
   "3.13": {
     name: "3.13",
     source:
       "virt/kvm/vfio.c of 'kvm: Add VFIO device' and 'kvm: Create non-coherent DMA registeration', Linux 3.13",
     kvmVfio: { entries: "group", coherency: "assume-noncoherent", lifetime: "destroy" },
+    incoherentDmaIoctls: false,
+    merged: true,
+  },
+  "2021-proposal": {
+    name: "2021-proposal",
+    source:
+      "NEVER MERGED: KVM_ALLOW_INCOHERENT_DMA(iommufd, device label) of the '/dev/ioasid uAPI proposal' RFC thread (June 2021), on Linux 6.12",
+    kvmVfio: { entries: "file", coherency: "vmm", lifetime: "release" },
+    incoherentDmaIoctls: true,
+    merged: false,
   },
 };
 

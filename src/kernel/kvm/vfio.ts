@@ -116,6 +116,8 @@ const COHERENCY: Record<
   container: (vfio) => (h, task) => vfio.externalCheckExtension(h, task, VFIO_DMA_CC_IOMMU) > 0,
   /** 5.19+: vfio_file_enforced_coherent() */
   file: (vfio) => (h) => vfio.fileEnforcedCoherent(h as File),
+  /** "2021-proposal" (never merged): the VMM decides, through KVM_ALLOW_INCOHERENT_DMA. */
+  vmm: () => () => true,
 };
 
 /** struct kvm_vfio */

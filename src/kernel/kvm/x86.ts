@@ -16,11 +16,21 @@
  * the CPU has it; SVM's intercept, always: svm_has_wbinvd_exit() is true); only EPT lets
  * KVM override the guest's memory type, so only on Intel does registration change it.
  *
- * Capabilities whose answer is a fact about the host CPU (KVM_CAP_NR_VCPUS, XCRS, XSAVE2,
- * TSC_CONTROL, X86_DISABLE_EXITS, NESTED_STATE, PMU_CAPABILITY) are not in the table. The
- * table is kvm_amd's whatever the machine's CPU, as the oracle records it (its QEMU guest
- * has an AMD CPU beside an emulated VT-d unit); guest execution — WBINVD, the memory
- * type — follows the machine's CPU vendor (hw.cpu.vendor) instead.
+ * Capabilities whose answer is a fact about the host CPU follow the machine's CPUs (hw.ts
+ * CpuHw: their count, and /proc/cpuinfo's flags where x86.c asks boot_cpu_has): NR_VCPUS
+ * (num_online_cpus()), XCRS (XSAVE), X86_DISABLE_EXITS (kvm_can_mwait_in_guest(); the kvm
+ * module's mitigate_smt_rsb at its default, off), XSAVE2 (the non-compacted XSAVE size of
+ * the guest-permitted XCR0, at least struct kvm_xsave) and /dev/kvm's GET/HAS_DEVICE_ATTR
+ * (KVM_X86_XCOMP_GUEST_SUPP: kvm_caps.supported_xcr0). TSC_CONTROL and PMU_CAPABILITY
+ * (TSC scaling, enable_pmu) answer 0. The rest of the table is kvm_amd's whatever the
+ * machine's CPU, as the oracle records it (its QEMU guest has an AMD CPU beside an
+ * emulated VT-d unit): NESTED_STATE is svm_get_nested_state()'s size, and the SEV group
+ * of the device attributes answers as with sev=0. Guest execution — WBINVD, the memory
+ * type — follows the machine's CPU vendor (hw.cpu.vendor).
+ *
+ * KVM_X86_VALID_QUIRKS is the one of the Debian 6.12 build the oracle runs (6.12.y with
+ * the STUFF_FEATURE_MSRS, IGNORE_GUEST_PAT and VMCS12_ALLOW_FREEZE_IN_SMM quirks
+ * backported), which kvm_amd does not narrow.
  *
  * On registration's first 0→1 and last 1→0 transition Linux zaps the VM's SPTEs only when
  * kvm_mmu_may_ignore_guest_pat() (EPT with a memtype mask, i.e. Intel); with kvm_amd (NPT)
@@ -68,6 +78,9 @@ export class KvmVcpuArch {
   /** vcpu->arch.wbinvd_dirty_mask: host CPUs whose caches may hold this vCPU's dirty lines. */
   readonly wbinvdDirtyMask = new Set<number>();
 }
+
+/** sizeof(struct kvm_nested_state): flags, format, size and the 120-byte header union. */
+const KVM_NESTED_STATE_SIZE = 128;
 
 /** kvm_arch_init_vm(): the type must be one this kernel supports (kvm_is_vm_type_supported). */
 export function kvmArchInitVm(type: bigint): KvmArch | number {
@@ -345,14 +358,98 @@ const X86_CAPS = new Map<number, number>([
       K.KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT |
       K.KVM_X86_QUIRK_FIX_HYPERCALL_INSN |
       K.KVM_X86_QUIRK_MWAIT_NEVER_UD_FAULTS |
-      K.KVM_X86_QUIRK_SLOT_ZAP_ALL,
+      K.KVM_X86_QUIRK_SLOT_ZAP_ALL |
+      K.KVM_X86_QUIRK_STUFF_FEATURE_MSRS |
+      K.KVM_X86_QUIRK_IGNORE_GUEST_PAT |
+      K.KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM,
   ],
+  /** svm_get_nested_state(NULL): sizeof(struct kvm_nested_state) + the VMCB */
+  [K.KVM_CAP_NESTED_STATE, KVM_NESTED_STATE_SIZE + K.KVM_STATE_NESTED_SVM_VMCB_SIZE],
   [K.KVM_CAP_VM_TYPES, SUPPORTED_VM_TYPES],
   /** kvm_arch_has_readonly_mem(): no VM type here has protected state */
   [K.KVM_CAP_READONLY_MEM, 1],
 ]);
 
 /** kvm_vm_ioctl_check_extension(): `ext` is the request's argument as a signed long. */
-export function kvmVmIoctlCheckExtension(ext: bigint): number {
+export function kvmVmIoctlCheckExtension(cpu: CpuHw, ext: bigint): number {
+  switch (Number(ext)) {
+    case K.KVM_CAP_NR_VCPUS:
+      return Math.min(cpu.count, KVM_MAX_VCPUS);
+    case K.KVM_CAP_XCRS:
+      return Number(cpu.flags.has("xsave"));
+    case K.KVM_CAP_X86_DISABLE_EXITS:
+      // !mitigate_smt_rsb
+      return (
+        K.KVM_X86_DISABLE_EXITS_PAUSE |
+        K.KVM_X86_DISABLE_EXITS_HLT |
+        K.KVM_X86_DISABLE_EXITS_CSTATE |
+        (kvmCanMwaitInGuest(cpu) ? K.KVM_X86_DISABLE_EXITS_MWAIT : 0)
+      );
+    case K.KVM_CAP_XSAVE2:
+      return Math.max(xstateRequiredSize(kvmGetFilteredXcr0(cpu)), KVM_XSAVE_SIZE);
+  }
   return X86_CAPS.get(Number(ext)) ?? 0;
+}
+
+/** sizeof(struct kvm_xsave): u32 region[1024]. */
+const KVM_XSAVE_SIZE = 4096;
+
+/** kvm_can_mwait_in_guest() */
+function kvmCanMwaitInGuest(cpu: CpuHw): boolean {
+  return cpu.flags.has("monitor") && !cpu.bugs.has("monitor") && cpu.flags.has("arat");
+}
+
+/**
+ * XSAVE state components (XFEATURE_*) KVM supports (KVM_SUPPORTED_XCR0), the cpuinfo flag
+ * that makes the host kernel enable each in XCR0, and their standard (non-compacted)
+ * offset and size, CPUID.(EAX=0DH,ECX=i) EBX and EAX. x87 and SSE (bits 0, 1: every
+ * x86-64 CPU) live in the legacy area.
+ */
+const XFEATURE_MASK_FPSSE = 0b11;
+const XFEATURES: readonly { bit: number; flag: string; offset: number; size: number }[] = [
+  { bit: 2, flag: "avx", offset: 576, size: 256 },
+  { bit: 3, flag: "mpx", offset: 960, size: 64 },
+  { bit: 4, flag: "mpx", offset: 1024, size: 64 },
+  { bit: 5, flag: "avx512f", offset: 1088, size: 64 },
+  { bit: 6, flag: "avx512f", offset: 1152, size: 512 },
+  { bit: 7, flag: "avx512f", offset: 1664, size: 1024 },
+  { bit: 9, flag: "pku", offset: 2688, size: 8 },
+  { bit: 17, flag: "amx_tile", offset: 2752, size: 64 },
+  { bit: 18, flag: "amx_tile", offset: 2816, size: 8192 },
+];
+/** XFEATURE_MASK_XTILE: permitted to a process only through arch_prctl, never in the model. */
+const XFEATURE_MASK_XTILE = (1 << 17) | (1 << 18);
+/** XSAVE_HDR_OFFSET + XSAVE_HDR_SIZE: the legacy area and the XSAVE header. */
+const XSAVE_LEGACY_AND_HEADER = 512 + 64;
+
+/** kvm_caps.supported_xcr0: the host's XCR0 (from its CPU's features) & KVM_SUPPORTED_XCR0. */
+function kvmSupportedXcr0(cpu: CpuHw): number {
+  let xcr0 = XFEATURE_MASK_FPSSE;
+  for (const f of XFEATURES) if (cpu.flags.has(f.flag)) xcr0 |= 1 << f.bit;
+  return xcr0;
+}
+
+/** kvm_get_filtered_xcr0(): dynamic (AMX tile data) features only when the process may use them. */
+function kvmGetFilteredXcr0(cpu: CpuHw): number {
+  return kvmSupportedXcr0(cpu) & ~XFEATURE_MASK_XTILE;
+}
+
+/** xstate_required_size(xcr0, false) (cpuid.c): where the last enabled component ends. */
+function xstateRequiredSize(xcr0: number): number {
+  let size = XSAVE_LEGACY_AND_HEADER;
+  for (const f of XFEATURES) if (xcr0 & (1 << f.bit)) size = Math.max(size, f.offset + f.size);
+  return size;
+}
+
+/**
+ * __kvm_x86_dev_get_attr(): group 0 has KVM_X86_XCOMP_GUEST_SUPP; other groups go to
+ * kvm_amd's sev_dev_get_attr, whose one attribute (the SEV-ES VMSA features) is 0 with
+ * SEV off. The value, or -ENXIO.
+ */
+export function kvmX86DevGetAttr(cpu: CpuHw, group: number, attr: bigint): bigint | number {
+  if (group) {
+    if (group !== K.KVM_X86_GRP_SEV) return err("ENXIO");
+    return attr === BigInt(K.KVM_X86_SEV_VMSA_FEATURES) ? 0n : err("ENXIO");
+  }
+  return attr === BigInt(K.KVM_X86_XCOMP_GUEST_SUPP) ? BigInt(kvmSupportedXcr0(cpu)) : err("ENXIO");
 }

@@ -7,6 +7,15 @@
  * Return conventions kept from dd.c: a failing dma_configure (iommu_device_use_default_domain
  * → EBUSY while VFIO owns the group) makes really_probe return -errno; a failing ->probe
  * makes it return +errno, which bind reports as -errno and drivers_probe ignores.
+ *
+ * __device_release_driver() removes the sysfs links (driver_sysfs_remove) before ->remove,
+ * and clears dev->driver, cleans up DMA and notifies only after ->remove returns. A ->remove
+ * that waits for its users (vfio-pci: vfio_unregister_group_dev until the last device fd
+ * closes) leaves the device there, "releasing": still bound, no `driver` link, its unbind
+ * writer blocked. The model has one thread, so the writer's write returns what it returns
+ * once unblocked (the count) and the rest of the release runs when the driver says it may.
+ * Other driver-core requests for a releasing device (which would wait for the device lock)
+ * see it bound: a second unbind does nothing, bind and drivers_probe find it taken.
  */
 import { err } from "../../uapi/errno.js";
 import type { PciDev } from "./pci.js";
@@ -29,7 +38,11 @@ export interface PciDriver {
   /** Drivers that manage DMA ownership themselves (vfio-pci, pci-stub, pcieport). */
   readonly driverManagedDma: boolean;
   probe(dev: PciDev, id: PciDeviceId): number;
-  remove?(dev: PciDev): void;
+  /**
+   * ->remove: "blocked" when it waits for users to let go of the device; it then calls
+   * `done` once it returns (and never otherwise).
+   */
+  remove?(dev: PciDev, done: () => void): "blocked" | void;
 }
 
 /** What pci_dma_configure needs from the IOMMU layer (iommu_device_[un]use_default_domain). */
@@ -62,6 +75,8 @@ export class PciDriverCore {
   /** Bound driver per device, and each device's driver_override. */
   readonly bound = new Map<PciDev, PciDriver>();
   readonly override = new Map<PciDev, string>();
+  /** Devices whose driver's ->remove is waiting (see the module comment). */
+  readonly releasing = new Set<PciDev>();
   /** Notified after every bind and unbind (sysfs links follow it). */
   onChange: (dev: PciDev) => void = () => undefined;
 
@@ -145,14 +160,19 @@ export class PciDriverCore {
     return 0;
   }
 
-  /** device_release_driver(): ->remove, then pci_dma_cleanup. */
+  /** device_release_driver(): the sysfs links go, ->remove, then pci_dma_cleanup. */
   detach(dev: PciDev): void {
     const drv = this.bound.get(dev);
-    if (!drv) return;
-    drv.remove?.(dev);
-    this.bound.delete(dev);
-    if (!drv.driverManagedDma) this.dma.unuseDefaultDomain(dev);
+    if (!drv || this.releasing.has(dev)) return;
+    this.releasing.add(dev);
     this.onChange(dev);
+    const released = () => {
+      this.releasing.delete(dev);
+      this.bound.delete(dev);
+      if (!drv.driverManagedDma) this.dma.unuseDefaultDomain(dev);
+      this.onChange(dev);
+    };
+    if (drv.remove?.(dev, released) !== "blocked") released();
   }
 
   /** bind_store */

@@ -5,7 +5,8 @@
  * for CAP_SYS_ADMIN, 64 bytes otherwise), `enable`, `driver_override` (driver_set_override:
  * a newline ends the name, an empty one clears it; shown as "(null)" when unset),
  * `reset_method` (pci.c reset_method_show/store, present when a reset method exists), and the
- * `driver`, `iommu_group` and `iommu` links; per driver bind/unbind/new_id/remove_id and
+ * `driver`, `iommu_group` and `iommu` links, an SR-IOV PF's `virtfnN` and a VF's `physfn`
+ * (drivers/pci/iov.c pci_iov_sysfs_link); per driver bind/unbind/new_id/remove_id and
  * links to its devices (drivers/base/bus.c); /sys/bus/pci/drivers_probe.
  */
 import { err } from "../../uapi/errno.js";
@@ -27,6 +28,8 @@ const hex = (n: number, w: number) => `0x${n.toString(16).padStart(w, "0")}\n`;
 
 export class PciSysfs {
   private readonly dirs = new Map<PciDev, string>();
+  /** VFs linked so far per PF (virtfnN). */
+  private readonly virtfns = new Map<PciDev, number>();
 
   constructor(
     private readonly vfs: Vfs,
@@ -127,6 +130,14 @@ export class PciSysfs {
     };
     link("iommu_group", () => this.iommu.groupPath(dev));
     link("iommu", () => this.iommu.unitPath(dev));
+    // pci_iov_sysfs_link(): the PF's virtfnN and the VF's physfn, in the order VFs are added.
+    const pf = dev.physfn;
+    if (pf) {
+      const n = this.virtfns.get(pf) ?? 0;
+      this.virtfns.set(pf, n + 1);
+      link("physfn", () => this.devicePath(pf));
+      this.vfs.add(`${this.devicePath(pf)}/virtfn${n}`, { kind: "link", target: () => dir });
+    }
     this.vfs.add(`/sys/bus/pci/devices/${dev.name}`, { kind: "link", target: () => dir });
     this.driverChanged(dev);
   }
@@ -174,7 +185,8 @@ export class PciSysfs {
   private driverChanged(dev: PciDev): void {
     const dir = this.devicePath(dev);
     if (!this.vfs.lookup(dir, true)) return; // not in sysfs yet
-    const drv = this.drivers.driverOf(dev);
+    // driver_sysfs_remove() runs before ->remove: a releasing device has no links.
+    const drv = this.drivers.releasing.has(dev) ? undefined : this.drivers.driverOf(dev);
     for (const d of this.drivers.drivers.values())
       this.vfs.remove(`/sys/bus/pci/drivers/${d.name}/${dev.name}`);
     if (drv) {

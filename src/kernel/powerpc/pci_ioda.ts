@@ -466,13 +466,15 @@ export class PowerNv {
       },
       setWindow: (tg, num, tbl) => this.setWindow(tg, num, tbl),
       unsetWindow: (tg, num) => this.unsetWindow(tg, num),
-      /** pnv_ioda2_take_ownership() */
+      /**
+       * pnv_ioda2_take_ownership(): unset_window drops the group's reference, the put the
+       * creator's (setup_default_config's), so the kernel's default table is freed.
+       */
       takeOwnership: (tg) => {
         const pe = this.peOfGroup(tg);
         const tbl = tg.tables[0];
         if (!pe || !tbl) return 0;
         this.setBypass(pe, false);
-        iommuTceTableGet(tbl);
         this.unsetWindow(tg, 0);
         iommuTceTablePut(tbl);
         return 0;

@@ -13,7 +13,7 @@
  */
 import { err } from "../../uapi/errno.js";
 import * as U from "../../uapi/vfio.js";
-import { File } from "../core/file.js";
+import type { File } from "../core/file.js";
 import type { Task } from "../core/task.js";
 import type { Vfs } from "../core/vfs.js";
 import type { IommufdSubsystem } from "../iommufd/main.js";
@@ -61,7 +61,7 @@ export class VfioCdev {
     if (!vdev.registered) return err("ENODEV");
     if (task.faults.should("slab", "vfio_device_file")) return err("ENOMEM");
     const df: VfioDeviceFile = { device: vdev, group: null, accessGranted: false };
-    return new File(this.vfio.deviceFops, df, flags);
+    return this.vfio.openDeviceFile(df, flags);
   }
 
   /** vfio_df_ioctl_bind_iommufd() */

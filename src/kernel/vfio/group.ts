@@ -19,8 +19,12 @@ export class VfioGroup {
   /** The open group file, if any (group->opened_file). */
   openedFile: File | null = null;
   container: VfioContainer | null = null;
-  /** 1 for the group itself plus one per device opened through it. */
+  /** 1 for the group itself plus one per device opened through it and per external user. */
   containerUsers = 0;
+  /** vfio_group_get_external_user() references held (kvm-vfio of the "3.13"/"3.15" profiles). */
+  externalUsers = 0;
+  /** Devices off the list whose unregistration waits for their files (they still hold it). */
+  releasing = 0;
   /** An iommufd context set through VFIO_GROUP_SET_CONTAINER (compat); holds a reference. */
   iommufd: { put(): void } | null = null;
   /** vfio_file_set_kvm() target, sampled by devices at first open. */

@@ -54,9 +54,13 @@ export interface VfioDeviceOps {
   openDevice?(vdev: VfioDevice, task: Task): number;
   closeDevice?(vdev: VfioDevice): void;
   ioctl(vdev: VfioDevice, task: Task, cmd: number, arg: bigint): number;
+  /** Does GET_DEVICE_FD's name pick this device: 1 yes, 0 no, -errno (default: strcmp). */
+  match?(vdev: VfioDevice, buf: string): number;
   /** Region access at a file offset (index << 40 | offset); returns bytes or -errno. */
   read?(vdev: VfioDevice, task: Task, out: Uint8Array, pos: bigint): number;
   write?(vdev: VfioDevice, task: Task, data: Uint8Array, pos: bigint): number;
+  /** Asked to give the device back while unregistration waits (count: the retry number). */
+  request?(vdev: VfioDevice, count: number): void;
 }
 
 /** copy_from_user/copy_to_user on the caller's memory. */

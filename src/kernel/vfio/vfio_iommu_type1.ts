@@ -16,6 +16,17 @@
 import { PAGE_SHIFT, PAGE_SIZE } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
 import * as U from "../../uapi/vfio.js";
+import {
+  rbAdd,
+  rbErase,
+  rbFirst,
+  rbFirstWhere,
+  rbNext,
+  rbPrev,
+  type RbNode,
+  type RbRoot,
+} from "../core/rbtree.js";
+import { kstrtobool } from "../cmdline.js";
 import type { Task } from "../core/task.js";
 import {
   ffs,
@@ -60,8 +71,8 @@ const DIRTY_BITMAP_SIZE_MAX = dirtyBitmapBytes(DIRTY_BITMAP_PAGES_MAX);
  */
 const userShift = (v: bigint, by: bigint) => v >> BigInt(by === 0n ? 0 : ffs(by) & 63);
 
-/** struct vfio_dma */
-interface VfioDma {
+/** struct vfio_dma, linked into the iommu's dma_list by iova. */
+interface VfioDma extends RbNode<VfioDma> {
   iova: bigint;
   vaddr: bigint;
   size: bigint;
@@ -94,8 +105,8 @@ class VfioIommu {
   /** Most recently added first (list_add). */
   domains: VfioDomain[] = [];
   iovaList: VfioIova[] = [];
-  /** dma_list, kept sorted by iova. */
-  dmas: VfioDma[] = [];
+  /** dma_list: the mappings, an rb-tree ordered by iova. */
+  dmaList: RbRoot<VfioDma> = { rbNode: null };
   vaddrInvalidCount = 0;
   pgsizeBitmap = PAGE_MASK;
   numNonPinnedGroups = 0;
@@ -166,15 +177,6 @@ export function vfioIommuType1(k: Pick<VfioKernel, "param">): VfioIommuDriverOps
   };
 }
 
-/** kstrtobool() of a module parameter; a bare "module.param" sets a bool. */
-function kstrtobool(v: string | undefined): boolean {
-  if (v === undefined) return false;
-  if (v === "") return true;
-  const c = v[0];
-  if (c === "y" || c === "Y" || c === "1" || c === "t" || c === "T") return true;
-  return v.toLowerCase() === "on";
-}
-
 /** kstrtouint(s, 0): decimal, 0x hex or 0 octal; undefined when unparsable or absent. */
 function kstrtouint(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -194,70 +196,41 @@ function kstrtouint(v: string | undefined): number | undefined {
  * around start. Ends are computed in 64 bits, so a mapping ending at 2^64 ends at 0 and is
  * never found (6.12 predates the 2025 fixes for the top of the address space).
  */
-function findDma(iommu: VfioIommu, start: bigint, size: bigint): VfioDma | undefined {
+function findDma(iommu: VfioIommu, start: bigint, size: bigint): VfioDma | null {
   const end = u64(start + size);
-  // The first mapping (in list order) ending after start is the only one that can match
-  // first: those before end at or below start, and if it lies wholly above end, so do all
-  // after it (the kernel's rb-tree descent, as a binary search over the sorted list).
-  const d = iommu.dmas[firstEndingAfter(iommu, start)];
-  return d && !(end <= d.iova) ? d : undefined;
+  // The first mapping (in order) ending after start is the only one that can match first:
+  // those before it end at or below start, and if it lies wholly above end, so do all
+  // after it.
+  const d = firstEndingAfter(iommu, start);
+  return d && !(end <= d.iova) ? d : null;
 }
 
 /** dma->iova + dma->size as a dma_addr_t. */
 const dmaEnd = (d: VfioDma) => u64(d.iova + d.size);
 
 /**
- * Index of the first mapping whose end (dmaEnd) is above start, or past the end of the
- * list. The list is sorted by iova and mappings do not overlap, so ends never decrease
- * along it, except a last mapping that ends at 2^64 (dmaEnd 0), which never counts.
+ * The first mapping whose end (dmaEnd) is above start, or null. Mappings do not overlap,
+ * so ends never decrease along the tree, except a last mapping that ends at 2^64 (dmaEnd
+ * 0), which never counts: the descent takes its end as 2^64 and then leaves it out.
  */
-function firstEndingAfter(iommu: VfioIommu, start: bigint): number {
-  const list = iommu.dmas;
-  const last = list[list.length - 1];
-  const n = last && dmaEnd(last) < last.iova ? list.length - 1 : list.length;
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (start < dmaEnd(list[mid] as VfioDma)) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo < n ? lo : list.length;
+function firstEndingAfter(iommu: VfioIommu, start: bigint): VfioDma | null {
+  const wraps = (x: VfioDma) => dmaEnd(x) < x.iova;
+  const d = rbFirstWhere(iommu.dmaList, (x) => wraps(x) || start < dmaEnd(x));
+  return d && !wraps(d) ? d : null;
 }
 
-/** Index of the first mapping whose iova is above (or, with `orEqual`, at) iova. */
-function firstByIova(iommu: VfioIommu, iova: bigint, orEqual: boolean): number {
-  const list = iommu.dmas;
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    const at = (list[mid] as VfioDma).iova;
-    if (orEqual ? at >= iova : at > iova) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
+/**
+ * vfio_find_dma_first_node(): the first mapping ending after start, or null when there is
+ * none or (size not 0) it begins at or after start + size.
+ */
+function findDmaFirstNode(iommu: VfioIommu, start: bigint, size: bigint): VfioDma | null {
+  const d = firstEndingAfter(iommu, start);
+  return d && size && d.iova >= u64(start + size) ? null : d;
 }
 
-/** vfio_find_dma_first_node(): index of the first mapping ending after start, or -1. */
-function findDmaFirst(iommu: VfioIommu, start: bigint, size: bigint): number {
-  const i = firstEndingAfter(iommu, start);
-  if (i >= iommu.dmas.length) return -1;
-  if (size && (iommu.dmas[i] as VfioDma).iova >= u64(start + size)) return -1;
-  return i;
-}
-
+/** vfio_link_dma(): by iova, after any mapping at the same iova. */
 function linkDma(iommu: VfioIommu, dma: VfioDma): void {
-  iommu.dmas.splice(firstByIova(iommu, dma.iova, false), 0, dma);
-}
-
-/** Where a listed mapping is (binary search by iova, then identity). */
-function indexOfDma(iommu: VfioIommu, dma: VfioDma): number {
-  for (let i = firstByIova(iommu, dma.iova, true); i < iommu.dmas.length; i++) {
-    if (iommu.dmas[i] === dma) return i;
-    if ((iommu.dmas[i] as VfioDma).iova !== dma.iova) break;
-  }
-  return iommu.dmas.indexOf(dma);
+  rbAdd(dma, iommu.dmaList, (n, d) => n.iova < d.iova);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -412,7 +385,7 @@ function unmapUnpin(iommu: VfioIommu, dma: VfioDma, doAccounting: boolean): numb
 /** vfio_remove_dma() */
 function removeDma(iommu: VfioIommu, dma: VfioDma): void {
   unmapUnpin(iommu, dma, true);
-  iommu.dmas.splice(indexOfDma(iommu, dma), 1);
+  rbErase(dma, iommu.dmaList);
   dma.bitmap = null;
   if (dma.vaddrInvalid) iommu.vaddrInvalidCount--;
   iommu.dmaAvail++;
@@ -525,6 +498,10 @@ function doMap(
     task,
     bitmap: null,
     lockedVm: 0,
+    rbParent: null,
+    rbLeft: null,
+    rbRight: null,
+    rbRed: false,
   };
   // Inserted zero-sized; it grows as chunks are mapped.
   linkDma(iommu, dma);
@@ -603,7 +580,7 @@ function iovaDirtyBitmap(
   if (dma && dma.iova !== iova) return err("EINVAL");
   dma = findDma(iommu, u64(iova + size - 1n), 0n);
   if (dma && dmaEnd(dma) !== u64(iova + size)) return err("EINVAL");
-  for (const d of iommu.dmas) {
+  for (let d = rbFirst(iommu.dmaList); d; d = rbNext(d)) {
     if (d.iova < iova) continue;
     if (d.iova > iova + size - 1n) break;
     const r = updateUserBitmap(task, bitmapAddr, iommu, d, iova, pgsize);
@@ -676,18 +653,16 @@ function doUnmap(
   }
   let ret = 0;
   const end = u64(iova + size);
-  const first = findDmaFirst(iommu, iova, size);
-  if (first < 0) return done(0);
-  let i = first;
-  while (i < iommu.dmas.length) {
-    const dma = iommu.dmas[i] as VfioDma;
+  const first = findDmaFirstNode(iommu, iova, size);
+  let dma = first;
+  while (dma) {
     if (dma.iova >= end) break;
     if (!iommu.v2 && iova > dma.iova) break;
     if (invalidateVaddr) {
       if (dma.vaddrInvalid) {
         // Roll back what this call invalidated.
-        for (const d of iommu.dmas.slice(first, i)) {
-          d.vaddrInvalid = false;
+        for (let d = first; d !== dma; d = rbNext(d as VfioDma)) {
+          (d as VfioDma).vaddrInvalid = false;
           iommu.vaddrInvalidCount--;
         }
         ret = err("EINVAL");
@@ -697,7 +672,7 @@ function doUnmap(
       dma.vaddrInvalid = true;
       iommu.vaddrInvalidCount++;
       unmapped += dma.size;
-      i++;
+      dma = rbNext(dma);
       continue;
     }
     if (getDirty) {
@@ -705,14 +680,16 @@ function doUnmap(
       if (ret) break;
     }
     unmapped += dma.size;
+    const next = rbNext(dma);
     removeDma(iommu, dma);
+    dma = next;
   }
   return done(ret);
 }
 
 /** vfio_iommu_unmap_unpin_all() */
 function unmapUnpinAll(iommu: VfioIommu): void {
-  while (iommu.dmas.length) removeDma(iommu, iommu.dmas[0] as VfioDma);
+  for (let d = rbFirst(iommu.dmaList); d; d = rbFirst(iommu.dmaList)) removeDma(iommu, d);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -829,10 +806,9 @@ function updatePgsizeBitmap(iommu: VfioIommu): void {
  */
 function replay(iommu: VfioIommu, domain: VfioDomain): number {
   const d = iommu.domains[0];
-  let n = 0;
+  let dma = rbFirst(iommu.dmaList);
   let ret = 0;
-  outer: for (; n < iommu.dmas.length; n++) {
-    const dma = iommu.dmas[n] as VfioDma;
+  outer: for (; dma; dma = rbNext(dma)) {
     let iova = dma.iova;
     while (d && iova < dmaEnd(dma)) {
       const phys = iommuIovaToPhys(d.domain, iova);
@@ -852,13 +828,10 @@ function replay(iommu: VfioIommu, domain: VfioDomain): number {
     }
   }
   if (!ret) {
-    for (const dma of iommu.dmas) dma.iommuMapped = true;
+    for (let x = rbFirst(iommu.dmaList); x; x = rbNext(x)) x.iommuMapped = true;
     return 0;
   }
-  for (; n >= 0; n--) {
-    const dma = iommu.dmas[n] as VfioDma;
-    iommuUnmap(domain.domain, dma.iova, dma.size);
-  }
+  for (; dma; dma = rbPrev(dma)) iommuUnmap(domain.domain, dma.iova, dma.size);
   return ret;
 }
 
@@ -952,7 +925,8 @@ function detachGroup(iommu: VfioIommu, group: IommuGroup): void {
     iommu.numNonPinnedGroups--;
     const pgshift = BigInt(ffs(iommu.pgsizeBitmap));
     if (iommu.dirtyPageTracking)
-      for (const d of iommu.dmas) bitmapSetLow(d.bitmap as Uint8Array, d.size >> pgshift);
+      for (let d = rbFirst(iommu.dmaList); d; d = rbNext(d))
+        bitmapSetLow(d.bitmap as Uint8Array, d.size >> pgshift);
   }
 }
 
@@ -1110,10 +1084,10 @@ function dirtyPages(iommu: VfioIommu, task: Task, arg: bigint): number {
   if (dirty.flags & U.VFIO_IOMMU_DIRTY_PAGES_FLAG_START) {
     const pgsize = 1n << BigInt(ffs(iommu.pgsizeBitmap));
     if (!iommu.dirtyPageTracking) {
-      for (const d of iommu.dmas) {
+      for (let d = rbFirst(iommu.dmaList); d; d = rbNext(d)) {
         const r = dmaBitmapAlloc(d, pgsize);
         if (r) {
-          for (const x of iommu.dmas) x.bitmap = null;
+          for (let x = rbFirst(iommu.dmaList); x; x = rbNext(x)) x.bitmap = null;
           return r;
         }
       }
@@ -1124,7 +1098,7 @@ function dirtyPages(iommu: VfioIommu, task: Task, arg: bigint): number {
   if (dirty.flags & U.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP) {
     if (iommu.dirtyPageTracking) {
       iommu.dirtyPageTracking = false;
-      for (const d of iommu.dmas) d.bitmap = null;
+      for (let d = rbFirst(iommu.dmaList); d; d = rbNext(d)) d.bitmap = null;
     }
     return 0;
   }

@@ -8,6 +8,14 @@
  * (device_cdev.ts), binds the device to the iommufd (iommufd.ts); the driver's open_device
  * runs on the first open and close_device on the last, and every ioctl but BIND_IOMMUFD is
  * refused until access is granted.
+ *
+ * Unregistration (vfio_unregister_group_dev) takes the device off its group's list (no new
+ * GET_DEVICE_FD) and its cdev away, then waits for the last device file to close
+ * (registration references: one per device file, cdev files before BIND too), asking the
+ * driver to give the device back (->request(count)) meanwhile. The model has no clock: the
+ * request goes out once, as the first of the 10-second retries does; the open files keep
+ * working, and the rest (the group's removal with its last device, the vfioN index) follows
+ * the last close, which also completes the driver's remove (pci/driver.ts: a blocked unbind).
  */
 import { err } from "../../uapi/errno.js";
 import { O_RDWR } from "../../uapi/syscalls.js";
@@ -57,6 +65,10 @@ export interface RegisteredDevice extends VfioDevice {
   registered: boolean;
   /** Bound through its cdev (device->cdev_opened). */
   cdevOpened?: boolean;
+  /** Device files open on it (registration references held by files). */
+  files: number;
+  /** Set while vfio_unregister_group_dev() waits for the files: what follows the last close. */
+  onReleased?: () => void;
 }
 
 export class Vfio {
@@ -157,19 +169,31 @@ export class Vfio {
    * only dissolved the container once its last user left, and a group cannot be reopened
    * while it has a container, which is what holding the file gives here. Viability needs
    * no check: the group owns its devices' DMA from the moment it joined the container.
+   *
+   * It also holds the group itself (vfio_group_get): in those kernels vfio_del_group_dev()
+   * only took the device off the group's list; the group, /dev/vfio/N and the container
+   * attachment lived until the last group reference went (vfio_group_release) and the
+   * container was only left through __vfio_group_unset_container(), once container_users
+   * dropped to 0 (vfio_group_try_dissolve_container). So the last device's unbind does not
+   * take the group away while an external user holds it (unregisterGroupDev); the put of
+   * the last external user does (removeGroup).
    */
   groupGetExternalUser(f: File): VfioGroup | number {
     const g = this.groupFromFile(f);
     if (!g?.container?.driver) return err("EINVAL");
     g.containerUsers++;
+    g.externalUsers++;
     f.get();
     return g;
   }
 
-  /** vfio_group_put_external_user() */
+  /** vfio_group_put_external_user(): try_dissolve_container, then vfio_group_put. */
   groupPutExternalUser(g: VfioGroup): void {
     g.containerUsers--;
+    g.externalUsers--;
     g.openedFile?.put();
+    if (!g.externalUsers && !g.devices.length && !g.releasing && g.iommuGroupOrNull)
+      this.removeGroup(g);
   }
 
   /** vfio_external_check_extension(): VFIO_CHECK_EXTENSION on an external user's container. */
@@ -203,6 +227,7 @@ export class Vfio {
       group,
       index,
       registered: true,
+      files: 0,
     };
     this.indices.add(index);
     group.devices.push(vdev);
@@ -210,14 +235,40 @@ export class Vfio {
     return vdev;
   }
 
-  /** vfio_unregister_group_dev(): the last device of a group takes /dev/vfio/N away. */
-  unregisterGroupDev(vdev: RegisteredDevice): void {
+  /**
+   * vfio_unregister_group_dev(): no new opens; while device files are open the driver is
+   * asked for the device and the rest waits for the last close ("blocked": `released` runs
+   * then); the last device of a group takes /dev/vfio/N away.
+   */
+  unregisterGroupDev(vdev: RegisteredDevice, released: () => void): "blocked" | void {
     const g = vdev.group;
     vdev.registered = false;
-    this.cdev?.remove(vdev);
     g.devices.splice(g.devices.indexOf(vdev), 1);
-    this.indices.delete(vdev.index);
-    if (g.devices.length) return;
+    this.cdev?.remove(vdev);
+    // vfio_device_remove_group(): the group goes with the last device to finish.
+    const rest = () => {
+      this.indices.delete(vdev.index);
+      if (!g.devices.length && !g.releasing && !g.externalUsers) this.removeGroup(g);
+    };
+    if (!vdev.files) return rest();
+    vdev.ops.request?.(vdev, 0);
+    g.releasing++;
+    vdev.onReleased = () => {
+      g.releasing--;
+      rest();
+      released();
+    };
+    return "blocked";
+  }
+
+  /** A device file: a registration reference until its release. */
+  openDeviceFile(df: VfioDeviceFile, flags: number): File<VfioDeviceFile> {
+    df.device.files++;
+    return new File(this.deviceFops, df, flags);
+  }
+
+  /** vfio_device_remove_group() of the last device: revoke the group's IOMMU group. */
+  private removeGroup(g: VfioGroup): void {
     this.groups.delete(g.iommuGroup);
     this.vfs.devices.delete(`/dev/vfio/${g.iommuGroup.id}`);
     if (g.container) groupDetachContainer(g, this.iommu);
@@ -226,7 +277,7 @@ export class Vfio {
 
   /** vfio_group_fops_open() */
   private openGroup(g: VfioGroup, _task: Task, flags: number): File | number {
-    if (!g.iommuGroupOrNull || g.devices.length === 0) return err("ENODEV");
+    if (!g.iommuGroupOrNull) return err("ENODEV");
     if (g.cdevDeviceOpenCnt) return err("EBUSY");
     if (g.openedFile) return err("EBUSY");
     const f = new File(this.groupFops, g, flags);
@@ -252,10 +303,23 @@ export class Vfio {
     return 0;
   }
 
+  /**
+   * vfio_device_get_from_name(): the first device of the group whose driver's match op
+   * (else dev_name) takes the name; a match error ends the search.
+   */
+  private deviceFromName(g: VfioGroup, name: string): RegisteredDevice | number {
+    for (const d of g.devices) {
+      const ret = d.ops.match ? d.ops.match(d, name) : Number(d.pdev.name === name);
+      if (ret < 0) return ret;
+      if (ret) return d as RegisteredDevice;
+    }
+    return err("ENODEV");
+  }
+
   /** vfio_group_ioctl_get_device_fd() */
   private getDeviceFd(g: VfioGroup, name: string, task: Task): number {
-    const dev = g.devices.find((d) => d.pdev.name === name) as RegisteredDevice | undefined;
-    if (!dev) return err("ENODEV");
+    const dev = this.deviceFromName(g, name);
+    if (typeof dev === "number") return dev;
     const df: VfioDeviceFile = { device: dev, group: g, accessGranted: false };
     // vfio_df_group_open()
     if (!g.hasIommu()) return err("EINVAL");
@@ -272,7 +336,7 @@ export class Vfio {
       return r;
     }
     df.accessGranted = true;
-    return task.files.install(new File(this.deviceFops, df, O_RDWR));
+    return task.files.install(this.openDeviceFile(df, O_RDWR));
   }
 
   /**
@@ -385,6 +449,13 @@ export class Vfio {
           if (df.device.openCount === 0) df.device.kvm = null;
         } else {
           this.cdev?.unbind(df);
+        }
+        // vfio_device_put_registration(): the last one completes a waiting unregistration.
+        const dev = df.device;
+        if (--dev.files === 0 && dev.onReleased) {
+          const released = dev.onReleased;
+          delete dev.onReleased;
+          released();
         }
       },
     };

@@ -12,7 +12,11 @@
 import type { PciConfigAccess } from "../hw.js";
 import * as R from "../../uapi/pci_regs.js";
 import { ConfigSpace } from "./config-space.js";
-import { walkExtCaps } from "./builder.js";
+import { walkCaps, walkExtCaps } from "./builder.js";
+import { romRead } from "./rom.js";
+
+/** The expansion ROM's index among a function's resources (as PCI_ROM_RESOURCE). */
+export const ROM_BAR = 6;
 
 export class PhysBus {
   readonly slots = new Map<number, PciFunction>();
@@ -29,12 +33,16 @@ export class PhysBus {
 export interface DeviceModel {
   mmioRead(bar: number, off: number, width: 1 | 2 | 4 | 8): bigint;
   mmioWrite(bar: number, off: number, width: 1 | 2 | 4 | 8, value: bigint): void;
+  /** A conventional reset of the function (FLR, or a reset of the bus above it). */
+  functionReset?(): void;
 }
 
 export class PciFunction {
   /** The bus behind this bridge, when it is one. */
   secondary: PhysBus | null = null;
   model: DeviceModel | null = null;
+  /** The expansion ROM's contents (rom.ts); null when blank, absent or the model's own. */
+  rom: Uint8Array | null = null;
   /** For a VF: its PF. For a PF: the VFs it currently exposes. */
   physfn: PciFunction | null = null;
   readonly vfs: PciFunction[] = [];
@@ -125,6 +133,7 @@ export class PciFabric implements PciConfigAccess {
     if (!f) return;
     f.config.write(offset, width, value);
     if (offset >= R.PCI_PRIMARY_BUS && offset <= R.PCI_SUBORDINATE_BUS) this.route.clear();
+    this.resetOnWrite(f, offset, width, value);
     const sriov = walkExtCaps(f.config).find(([id]) => id === R.PCI_EXT_CAP_ID_SRIOV)?.[1];
     if (
       sriov !== undefined &&
@@ -135,7 +144,11 @@ export class PciFabric implements PciConfigAccess {
     }
   }
 
-  /** BAR accesses go to the function's device model; without one nothing decodes them. */
+  /**
+   * BAR accesses go to the function's device model; without one nothing decodes them.
+   * The expansion ROM (index 6) answers from the function's ROM contents when it has
+   * some (read-only), else from its device model like a BAR.
+   */
   mmioRead(
     domain: number,
     bus: number,
@@ -145,6 +158,7 @@ export class PciFabric implements PciConfigAccess {
     width: 1 | 2 | 4 | 8,
   ): bigint {
     const f = this.fn(domain, bus, devfn);
+    if (f?.rom && bar === ROM_BAR) return romRead(f.config, f.rom, off, width);
     return f?.model?.mmioRead(bar, off, width) ?? (1n << BigInt(width * 8)) - 1n;
   }
 
@@ -157,11 +171,35 @@ export class PciFabric implements PciConfigAccess {
     width: 1 | 2 | 4 | 8,
     value: bigint,
   ): void {
-    this.fn(domain, bus, devfn)?.model?.mmioWrite(bar, off, width, value);
+    const f = this.fn(domain, bus, devfn);
+    if (!(f?.rom && bar === ROM_BAR)) f?.model?.mmioWrite(bar, off, width, value);
   }
 
   configKnown(domain: number, bus: number, devfn: number, offset: number, len: number): boolean {
     return this.fn(domain, bus, devfn)?.config.isKnown(offset, len) ?? true;
+  }
+
+  /**
+   * Resets a config write starts: Initiate Function Level Reset in the PCIe Device Control
+   * register (PCIe 6.0 §7.5.3.4) resets the function; Secondary Bus Reset in a bridge's
+   * Bridge Control (PCI-to-PCI Bridge 1.2 §3.2.5.18) resets everything below it.
+   */
+  private resetOnWrite(f: PciFunction, offset: number, width: number, value: number): void {
+    const bit = (reg: number, mask: number) =>
+      reg >= offset && reg + 2 <= offset + width && (value / 2 ** (8 * (reg - offset))) & mask;
+    const exp = walkCaps(f.config).find(([id]) => id === R.PCI_CAP_ID_EXP)?.[1];
+    if (exp !== undefined && bit(exp + R.PCI_EXP_DEVCTL, R.PCI_EXP_DEVCTL_BCR_FLR))
+      f.model?.functionReset?.();
+    if (f.secondary && bit(R.PCI_BRIDGE_CONTROL, R.PCI_BRIDGE_CTL_BUS_RESET))
+      this.resetBelow(f.secondary, 0);
+  }
+
+  private resetBelow(bus: PhysBus, depth: number): void {
+    if (depth > 256) return;
+    for (const f of bus.slots.values()) {
+      f.model?.functionReset?.();
+      if (f.secondary) this.resetBelow(f.secondary, depth + 1);
+    }
   }
 
   /** VF Enable changed: instantiate or remove the PF's virtual functions. */

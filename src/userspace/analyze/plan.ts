@@ -10,7 +10,7 @@ import type { Analysis, DeviceInfo, GroupAnalysis } from "./analyze.js";
 import { DMA_MANAGED_DRIVERS } from "./analyze.js";
 import { resolveSelector } from "./questions.js";
 import { short } from "./reset.js";
-import type { SysfsAccess } from "./sysfs.js";
+import { modelSysfs, type SysfsAccess } from "./sysfs.js";
 
 export interface SysfsWrite {
   path: string;
@@ -209,6 +209,8 @@ export function planPassthrough(a: Analysis, selectors: string[]): Plan {
   if (a.report.interruptRemapping.enabled === false)
     problems.push(`interrupt remapping is off: ${a.report.interruptRemapping.text}`);
 
+  problems.push(...rehearse(a, writes, undo, pass));
+
   const qemu = pass.flatMap((bdf, i) => ["-device", `vfio-pci,host=${bdf},id=hostdev${i}`]);
   const libvirt = pass.map(hostdevXml).join("\n");
   return {
@@ -227,6 +229,38 @@ export function planPassthrough(a: Analysis, selectors: string[]): Plan {
     qemu,
     libvirt,
   };
+}
+
+/**
+ * The binding performed on the kernel model first (its sysfs, as root): a device vfio-pci's
+ * probe refuses stays unbound there as it would here, since drivers_probe ignores probe
+ * errors (drivers/base/bus.c). An explicit bind then gives the errno, explained from what
+ * vfio_pci_probe / vfio_pci_core_register_device refuse (drivers/vfio/pci/vfio_pci.c,
+ * vfio_pci_core.c): EINVAL for a device on vfio-pci's denylist, EBUSY for a PF with VFs.
+ * The undo writes then leave the model as the analysis found it.
+ */
+function rehearse(a: Analysis, writes: SysfsWrite[], undo: SysfsWrite[], pass: string[]): string[] {
+  const sys = modelSysfs(a.kernel.spawn());
+  const out: string[] = [];
+  const failed = applyWrites(sys, writes).find((s) => s.error && !s.write.optional);
+  if (failed) out.push(`${failed.write.path}: the write fails with ${failed.error} on the model`);
+  for (const bdf of pass) {
+    const dev = `/sys/bus/pci/devices/${bdf}`;
+    if (sys.link(`${dev}/driver`) === "vfio-pci") continue;
+    const e = sys.write("/sys/bus/pci/drivers/vfio-pci/bind", bdf);
+    let vfs = 0;
+    while (sys.link(`${dev}/virtfn${vfs}`) !== null) vfs++;
+    out.push(
+      `${short(bdf)}: vfio-pci refuses it (its probe fails with ${e ?? "an error"}): ` +
+        (e === "EBUSY" && vfs > 0
+          ? `a PF with SR-IOV enabled (${vfs} VFs): disable them first (echo 0 > ${dev}/sriov_numvfs while its driver is bound)`
+          : e === "EINVAL"
+            ? "it is on vfio-pci's denylist (vfio_pci_dev_in_denylist); booting with vfio_pci.disable_denylist=1 lifts it"
+            : "see the kernel log when binding it"),
+    );
+  }
+  applyWrites(sys, undo);
+  return out;
 }
 
 /** libvirt domain XML (formatdomain: Host device assignment, PCI). */

@@ -6,7 +6,12 @@
  */
 import { buildHost, type Host } from "../../host/build.js";
 import type { Kernel } from "../../kernel/kernel.js";
-import { bootScenario, runScenario, type ScenarioReport } from "../scenario/run.js";
+import {
+  bootScenario,
+  runScenario,
+  type ScenarioReport,
+  unrunnableSteps,
+} from "../scenario/run.js";
 import type { Scenario } from "../scenario/schema.js";
 import { InvariantChecker, type DmaTransaction, type Violation } from "./invariants.js";
 
@@ -74,8 +79,6 @@ export function checkScenario(sc: Scenario, host: Host): CheckReport {
     violations: steps.reduce((n, s) => n + s.violations.length, 0) + teardown.length,
     dmaTransactions: c?.dmaTransactions ?? 0,
     expectationFailures: report.failed,
-    unrunnable: report.steps
-      .filter((s) => s.failures.length && !s.results.length)
-      .map((s) => ({ index: s.index, message: s.failures.join("; ") })),
+    unrunnable: unrunnableSteps(report),
   };
 }

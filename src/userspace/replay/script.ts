@@ -2,7 +2,9 @@
  * Syscall scripts, version 1 (the oracle's SCRIPT.md): JSON Lines, a header then one
  * operation per line. Parsing checks every field the way the oracle agent's --check does
  * (known op, allowed keys, `$name` bound before use, `nr` equal to the request's number
- * when the request is known), so a bad script is refused with its line before anything runs.
+ * when the request is known), with its limits (agent/script.c: MAX_IO, 1 MiB, for a pread
+ * size, pwrite/fill/check bytes and bytes:N; structs nested at most 4 deep below the
+ * argument), so a bad script is refused with its line before anything runs.
  */
 import { InputError } from "../../host/errors.js";
 import { REQUESTS } from "../../uapi/requests.js";
@@ -55,6 +57,10 @@ const REQUIRED: Record<string, string[]> = {
 };
 export const OPEN_FLAGS = ["O_RDONLY", "O_WRONLY", "O_RDWR", "O_CLOEXEC", "O_NONBLOCK"];
 const TYPES = /^(u8|u16|u32|u64|s32|s64|bytes:[1-9][0-9]*)$/;
+/** The oracle agent's MAX_IO: the largest pread, pwrite, fill/check and bytes:N. */
+const MAX_IO = 1 << 20;
+/** The agent's check_field(): a nested struct at this depth is "nested too deeply". */
+const MAX_NESTING = 4;
 
 /** Integers beyond 2^53 keep their digits: JSON.parse would round them. */
 const BIG = /([:[,]\s*)(-?\d{16,})(?=\s*[,\]}])/g;
@@ -97,6 +103,8 @@ export function parseScript(text: string, file: string): Script {
     }
     for (const k of REQUIRED[name] as string[])
       if (!(k in o)) fail(line, `${name} needs this field`, k);
+    const over = opLimits(o);
+    if (over) fail(line, over.detail, over.field);
     const ref = (k: string, want: "fd" | "buf") => {
       const x = o[k];
       if (typeof x === "string" && x.startsWith("$")) {
@@ -125,9 +133,12 @@ export function parseScript(text: string, file: string): Script {
         break;
       case "close":
       case "dup":
-      case "pread":
       case "pwrite":
         ref("fd", "fd");
+        break;
+      case "pread":
+        ref("fd", "fd");
+        if (intOf(o.size as Json) === null) fail(line, "expected an integer", "size");
         break;
       case "munmap":
       case "fill":
@@ -197,6 +208,52 @@ function checkArg(
     fail(line, 'expected an integer, "0x...", "$name", "NULL" or {"struct": [...]}', "arg");
   }
   checkStruct(arg, line, fail, bound, "arg");
+}
+
+/**
+ * The oracle agent's limits, for an operation from a script or a scenario: at most MAX_IO
+ * bytes read (pread), written (pwrite, fill, check) or in a bytes:N field, structs nested
+ * at most MAX_NESTING deep. The field and what is wrong, or null.
+ */
+export function opLimits(o: { [k: string]: Json }): { field: string; detail: string } | null {
+  const size = o.op === "pread" ? intOf(o.size ?? null) : null;
+  if (size !== null && (size < 0n || size > BigInt(MAX_IO)))
+    return { field: "size", detail: `expected an integer from 0 to ${MAX_IO}` };
+  if (typeof o.hex === "string" && o.hex.length / 2 > MAX_IO)
+    return { field: "hex", detail: `${o.hex.length / 2} bytes, at most ${MAX_IO} allowed` };
+  return o.op === "ioctl" ? structLimits(o.arg ?? null, "arg", 0) : null;
+}
+
+function structLimits(
+  v: Json,
+  where: string,
+  depth: number,
+): { field: string; detail: string } | null {
+  if (!v || typeof v !== "object" || Array.isArray(v) || !Array.isArray(v.struct)) return null;
+  for (const [i, f] of v.struct.entries()) {
+    if (!Array.isArray(f)) continue;
+    const at = `${where}.struct[${i}]`;
+    const [t, , val] = f;
+    if (typeof t === "string" && /^bytes:\d+$/.test(t) && Number(t.slice(6)) > MAX_IO)
+      return { field: at, detail: `${t}: at most bytes:${MAX_IO}` };
+    if (val && typeof val === "object" && !Array.isArray(val)) {
+      if (depth >= MAX_NESTING)
+        return { field: at, detail: `structs nested more than ${MAX_NESTING} deep` };
+      const r = structLimits(val, at, depth + 1);
+      if (r) return r;
+    }
+  }
+  return null;
+}
+
+/** An integer field's value: a JSON number, "0x..." or a big "#int:..."; null otherwise. */
+function intOf(v: Json): bigint | null {
+  if (typeof v === "number") return Number.isInteger(v) ? BigInt(v) : null;
+  if (typeof v !== "string") return null;
+  const m = /^(-?)(0x[0-9a-f]+)$/i.exec(v) ?? /^#int:(-?)(\d+)$/.exec(v);
+  if (!m) return null;
+  const n = BigInt(m[2] as string);
+  return m[1] ? -n : n;
 }
 
 function checkStruct(

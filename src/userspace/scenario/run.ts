@@ -8,14 +8,15 @@ import type { Host } from "../../host/build.js";
 import type { Kernel, TaskOptions } from "../../kernel/kernel.js";
 import { CONSTANTS, STRUCTS } from "../../uapi/names.js";
 import { toPowerpc } from "../../uapi/ioctl.js";
-import { POWERPC_REQUESTS, REQUESTS } from "../../uapi/requests.js";
+import { POWERPC_REQUESTS, PROPOSED_REQUESTS, REQUESTS } from "../../uapi/requests.js";
 import { bootHost } from "../boot.js";
 import { Runner } from "../replay/runner.js";
-import type { Json, Op } from "../replay/script.js";
+import { opLimits, type Json, type Op } from "../replay/script.js";
 import { GuestOpError, NamedFds, runGuest, vmInfo } from "./guest.js";
 import type { Scenario, Step, Value } from "./schema.js";
 import { PowerOpError, runPowerOp } from "./power.js";
 import type { SpaprVmm } from "../vmm/spapr.js";
+import { vmmCalls, VmmOpError } from "./vmm.js";
 
 export interface StepResult {
   index: number;
@@ -40,7 +41,14 @@ class StepError extends Error {}
 
 /** The kernel a scenario runs on, booted on `host` as the scenario's `kernel:` says. */
 export function bootScenario(sc: Scenario, host: Host): Kernel {
-  return bootHost(host, sc.kernel.cmdline, sc.kernel.profile, sc.kernel.tce_era);
+  return bootHost(
+    host,
+    sc.kernel.cmdline,
+    sc.kernel.profile,
+    sc.kernel.tce_era,
+    undefined,
+    sc.kernel.build,
+  );
 }
 
 /**
@@ -98,14 +106,31 @@ export function runScenario(
         const s = step as unknown as Record<string, Value>;
         if (step.op === "guest") res.results.push(...runGuest(s, env));
         else res.results.push(vmInfo(s, env));
-      } else {
-        for (const op of expand(step, runner, (o) => res.results.push(runner.step(o, ++seq)))) {
-          res.results.push(runner.step(op, ++seq));
-          names.note(op.as);
+      } else if (step.op === "vmm") {
+        // vmm.ts: the calls a VMM makes to give devices to a VM, by the kernel's design.
+        const readlink = (path: string) => {
+          const r = runner.step({ op: "readlink", line: 0, path }, 0);
+          return r.errno === null ? String(r.data) : null;
+        };
+        for (const c of vmmCalls(step as unknown as Record<string, Value>, kernel, readlink)) {
+          const from = res.results.length;
+          runStepOps(c.step, runner, names, res);
+          const last = res.results[res.results.length - 1];
+          if (!last || res.results.length === from) continue;
+          last.call = c.call;
+          if (last.errno !== null && !c.mayFail)
+            res.failures.push(`${c.call}: unexpected failure: ${String(last.errno)}`);
         }
+      } else {
+        runStepOps(step, runner, names, res);
       }
     } catch (e) {
-      if (!(e instanceof StepError) && !(e instanceof GuestOpError) && !(e instanceof PowerOpError))
+      if (
+        !(e instanceof StepError) &&
+        !(e instanceof GuestOpError) &&
+        !(e instanceof PowerOpError) &&
+        !(e instanceof VmmOpError)
+      )
         throw e;
       res.failures.push(e.message);
       return res;
@@ -117,6 +142,21 @@ export function runScenario(
     }
     return res;
   }
+  /**
+   * A plain step: its operations (macros expanded), each run and its `as` name noted.
+   * Operations beyond the script limits (replay/script.ts opLimits) are refused first.
+   */
+  function runStepOps(step: Step, runner: Runner, names: NamedFds, res: StepResult): void {
+    const ops = expand(step, runner, (o) => res.results.push(runner.step(o, ++seq)));
+    for (const op of ops) {
+      const over = opLimits(op);
+      if (over) throw new StepError(`${over.field}: ${over.detail}`);
+    }
+    for (const op of ops) {
+      res.results.push(runner.step(op, ++seq));
+      names.note(op.as);
+    }
+  }
   const failed = steps.filter((s) => s.failures.length).length;
   return {
     name: sc.name,
@@ -127,8 +167,18 @@ export function runScenario(
   };
 }
 
+/**
+ * Steps that could not be turned into syscalls at all (an unknown op, request, struct or
+ * process, or an operation beyond the script limits): failed without running anything.
+ */
+export function unrunnableSteps(r: ScenarioReport): { index: number; message: string }[] {
+  return r.steps
+    .filter((s) => s.failures.length && !s.results.length)
+    .map((s) => ({ index: s.index, message: s.failures.join("; ") }));
+}
+
 /** Ops whose failure is an answer, not an error, when no expectation is given. */
-const MAY_FAIL = new Set(["readlink", "check"]);
+const MAY_FAIL = new Set(["readlink", "check", "vmm"]);
 
 function check(want: NonNullable<Step["expect"]>, got: Record<string, Json>): string[] {
   const f: string[] = [];
@@ -184,7 +234,10 @@ let powerpcLayout = false;
 
 function ioctlOp(step: Record<string, Value>, line: number): Op {
   const req = String(step.req);
-  const generic = REQUESTS.get(req) ?? (powerpcLayout ? POWERPC_REQUESTS.get(req) : undefined);
+  const generic =
+    REQUESTS.get(req) ??
+    PROPOSED_REQUESTS.get(req) ??
+    (powerpcLayout ? POWERPC_REQUESTS.get(req) : undefined);
   if (generic === undefined) throw new StepError(`unknown request ${req}`);
   const nr = powerpcLayout ? toPowerpc(generic) : generic;
   const op: Op = {
@@ -207,6 +260,19 @@ function fdRef(v: Value | undefined): Json {
 
 const encoder = new TextEncoder();
 
+/** The device's VFIO cdev (vfioN): the class device under the device's vfio-dev directory. */
+function cdevName(bdf: string, readlink: (path: string) => string): string {
+  for (let n = 0; n < 256; n++) {
+    try {
+      readlink(`/sys/bus/pci/devices/${bdf}/vfio-dev/vfio${n}/subsystem`);
+      return `vfio${n}`;
+    } catch {
+      continue;
+    }
+  }
+  throw new StepError(`${bdf} has no VFIO device cdev (bound to vfio-pci, on an iommufd build?)`);
+}
+
 /** One step → the operations it stands for. `now` runs an operation immediately (macros that read state). */
 function expand(step: Step, runner: Runner, now: (o: Op) => void): Op[] {
   const s = step as unknown as Record<string, Value>;
@@ -217,9 +283,11 @@ function expand(step: Step, runner: Runner, now: (o: Op) => void): Op[] {
     return String(r.data);
   };
   const template = (p: string) =>
-    p.replace(/\{group:([0-9a-f:.]+)\}/gi, (_m, bdf: string) =>
-      readlink(`/sys/bus/pci/devices/${bdf}/iommu_group`),
-    );
+    p
+      .replace(/\{group:([0-9a-f:.]+)\}/gi, (_m, bdf: string) =>
+        readlink(`/sys/bus/pci/devices/${bdf}/iommu_group`),
+      )
+      .replace(/\{cdev:([0-9a-f:.]+)\}/gi, (_m, bdf: string) => cdevName(bdf, readlink));
   switch (step.op) {
     case "bind_vfio": {
       const dev = String(s.device);

@@ -39,8 +39,16 @@ export const scenarioSchema = z.strictObject({
   kernel: z
     .strictObject({
       cmdline: z.string().default(""),
-      /** The kernel era KVM follows (kernel/kvm/profile.ts); default 6.12. */
-      profile: z.enum(["6.12", "3.15", "3.13"]).optional(),
+      /**
+       * The kernel era KVM follows (kernel/kvm/profile.ts); default 6.12. "2021-proposal"
+       * is a design that was never merged (KVM_ALLOW_INCOHERENT_DMA).
+       */
+      profile: z.enum(["6.12", "3.15", "3.13", "2021-proposal"]).optional(),
+      /**
+       * The kernel build (kernel/kconfig.ts): "debian" (legacy container + type1) or
+       * "iommufd" (iommufd + the VFIO device cdev); default: what the host ran.
+       */
+      build: z.enum(["debian", "iommufd"]).optional(),
       /**
        * POWER hosts: whose TCE hypercall path KVM follows, 6.12 (virtual mode, then the VMM)
        * or 5.18 (real mode first; the real-mode handlers were retired in 5.19).

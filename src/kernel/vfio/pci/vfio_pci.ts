@@ -35,7 +35,8 @@ export function vfioPciDriver(vfio: Vfio, svc: Omit<VfioPciServices, "groupOfFil
       const f = fd < 0 ? undefined : task.files.get(fd);
       if (!f) return undefined;
       const g = vfio.groupFromFile(f);
-      return g && { has: (dev) => g.devices.some((d) => d.pdev === dev) };
+      // vfio_file_has_dev(): the device's group, registered or on its way out.
+      return g && { has: (dev) => devices.get(dev)?.group === g };
     },
   };
   return {
@@ -43,7 +44,12 @@ export function vfioPciDriver(vfio: Vfio, svc: Omit<VfioPciServices, "groupOfFil
     ids: [{ ...anyId(), overrideOnly: true }],
     driverManagedDma: true,
     probe(pdev) {
-      if (pdev.vendor === PCI_VENDOR_ID_INTEL && DENYLIST.includes(pdev.device))
+      // vfio_pci_is_denylisted(): unless vfio_pci.disable_denylist is set.
+      if (
+        pdev.vendor === PCI_VENDOR_ID_INTEL &&
+        DENYLIST.includes(pdev.device) &&
+        !svc.disableDenylist
+      )
         return err("EINVAL");
       // vfio_pci_core_register_device()
       if ((pdev.hdrType & R.PCI_HEADER_TYPE_MASK) !== R.PCI_HEADER_TYPE_NORMAL)
@@ -68,16 +74,24 @@ export function vfioPciDriver(vfio: Vfio, svc: Omit<VfioPciServices, "groupOfFil
       devices.set(pdev, r);
       return 0;
     },
-    remove(pdev) {
+    remove(pdev, done) {
+      // vfio_pci_core_unregister_device(), then vfio_put_device() leaves the device set.
       const vdev = devices.get(pdev);
       if (!vdev) return;
-      vfio.unregisterGroupDev(vdev);
-      devices.delete(pdev);
-      const set = busSets.get(pdev.bus);
-      if (set) {
-        set.devices = set.devices.filter((d) => d.pdev !== pdev);
-        if (!set.devices.length) busSets.delete(pdev.bus);
-      }
+      const release = () => {
+        devices.delete(pdev);
+        const set = busSets.get(pdev.bus);
+        if (set) {
+          set.devices = set.devices.filter((d) => d.pdev !== pdev);
+          if (!set.devices.length) busSets.delete(pdev.bus);
+        }
+      };
+      const r = vfio.unregisterGroupDev(vdev, () => {
+        release();
+        done();
+      });
+      if (r === "blocked") return r;
+      release();
     },
   };
 }

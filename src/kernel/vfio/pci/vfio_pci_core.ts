@@ -14,15 +14,23 @@
  * the MSI-X BAR's MSIX_MAPPABLE capability; argsz too small for the chain gets CAPS set
  * and the needed argsz), GET_IRQ_INFO, SET_IRQS, RESET, GET_PCI_HOT_RESET_INFO,
  * PCI_HOT_RESET (group fds), IOEVENTFD; region read/write at index << 40 | offset.
+ * ->request (vfio_pci_core_request), while an unbind waits for the device's files to
+ * close: the REQ eventfd (VFIO_PCI_REQ_IRQ_INDEX) is signalled.
  *
- * Not modelled: runtime PM (idle devices stay in D0), SR-IOV VF tokens, device-specific
+ * GET_DEVICE_FD's name (vfio_pci_core_match): the device name, optionally followed by a
+ * space and space-separated options; only one "vf_token=UUID" is known, anything else is
+ * EINVAL. vfio_pci_validate_vf_token then accepts a token only where one can be used: for
+ * a PF (the token is kept for its VFs) — a VF's PF is never the model's vfio-pci, which
+ * does not create VFs (vfio_pci_core_sriov_configure), so a VF given a token is EINVAL.
+ *
+ * Not modelled: runtime PM (idle devices stay in D0), VFs created by vfio-pci, device-specific
  * regions (IGD, zPCI), the VGA arbiter, BAR mmap (the model's mm has no device mappings).
  */
 import type { PciMmio } from "../../../machine/hw.js";
 import { err } from "../../../uapi/errno.js";
 import * as R from "../../../uapi/pci_regs.js";
 import * as U from "../../../uapi/vfio.js";
-import type { EventFd } from "../../core/eventfd.js";
+import { eventfdSignal, type EventFd } from "../../core/eventfd.js";
 import type { File } from "../../core/file.js";
 import type { Task } from "../../core/task.js";
 import { pcieCapabilityRead32 } from "../../pci/access.js";
@@ -39,6 +47,7 @@ import {
   pciPmCap,
   pciSetPowerState,
 } from "../../pci/enable.js";
+import { pciFindExtCapability } from "../../pci/capability.js";
 import { pciMsiCap, pciMsixCanAllocDyn, pciMsixCap } from "../../pci/msi.js";
 import type { PciBus, PciDev } from "../../pci/pci.js";
 import { PCI_VENDOR_ID_INTEL } from "../../pci/quirks.js";
@@ -90,6 +99,8 @@ export interface VfioPciServices {
   iommuGroupId(dev: PciDev): number | null;
   /** pci_num_vf() */
   numVfs(dev: PciDev): number;
+  /** vfio_pci.disable_denylist (module parameter, bool, 0444). */
+  disableDenylist?: boolean;
   /** The devices a hot reset may take group files for (vfio_file_has_dev, by group file). */
   groupOfFile(task: Task, fd: number): { has(dev: PciDev): boolean } | null | undefined;
 }
@@ -664,6 +675,47 @@ function rw(vdev: VfioPciCoreDevice, buf: Uint8Array, pos: bigint, iswrite: bool
 
 const core = (v: VfioDevice) => v.priv as VfioPciCoreDevice;
 
+const VF_TOKEN_ARG = "vf_token=";
+/** include/linux/uuid.h UUID_STRING_LEN: "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx". */
+const UUID_STRING_LEN = 36;
+/** uuid_is_valid() (lib/uuid.c): hyphens at 8, 13, 18, 23, hex digits elsewhere. */
+const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/;
+
+/** vfio_pci_core_match(): 1 match, 0 no match, -errno for bad options or token. */
+function coreMatch(vdev: VfioPciCoreDevice, buf: string): number {
+  const name = vdev.pdev.name;
+  if (!buf.startsWith(name)) return 0;
+  let vfToken = false;
+  let rest = buf.slice(name.length);
+  if (rest.length) {
+    if (rest[0] !== " ") return 0; // non-whitespace after the name
+    while (rest.length) {
+      if (rest[0] === " ") {
+        rest = rest.slice(1);
+      } else if (!vfToken && rest.startsWith(VF_TOKEN_ARG)) {
+        rest = rest.slice(VF_TOKEN_ARG.length);
+        if (rest.length < UUID_STRING_LEN || !UUID_RE.test(rest)) return err("EINVAL");
+        vfToken = true;
+        rest = rest.slice(UUID_STRING_LEN);
+      } else {
+        return err("EINVAL"); // unknown or duplicate option
+      }
+    }
+  }
+  return vfioPciValidateVfToken(vdev, vfToken) || 1;
+}
+
+/**
+ * vfio_pci_validate_vf_token(): a VF whose PF is not vfio-pci's takes no token; a PF
+ * (is_physfn: it has the SR-IOV capability) keeps the one given while none of its VFs is
+ * open through vfio-pci, which in the model is always; any other device takes none.
+ */
+function vfioPciValidateVfToken(vdev: VfioPciCoreDevice, vfToken: boolean): number {
+  const pdev = vdev.pdev;
+  if (!pdev.isVirtfn && pciFindExtCapability(pdev, R.PCI_EXT_CAP_ID_SRIOV)) return 0;
+  return vfToken ? err("EINVAL") : 0;
+}
+
 /** vfio_pci_ops (drivers/vfio/pci/vfio_pci.c) over the core. */
 export const vfioPciCoreOps: VfioDeviceOps = {
   name: "vfio-pci",
@@ -707,6 +759,12 @@ export const vfioPciCoreOps: VfioDeviceOps = {
         return err("ENOTTY");
     }
   },
+  match: (v, buf) => coreMatch(core(v), buf),
   read: (v, _task, out, pos) => rw(core(v), out, pos, false),
   write: (v, _task, data, pos) => rw(core(v), data, pos, true),
+  /** vfio_pci_core_request(): relayed to the user's REQ eventfd, if one is set. */
+  request(v) {
+    const trigger = core(v).reqTrigger;
+    if (trigger) eventfdSignal(trigger);
+  },
 };
