@@ -130,7 +130,10 @@ test("cyclic and conflicting bus numbers are refused", () => {
       "",
     ].join("\n"),
   );
-  inputError(run("groups", cyc), /cycle\.yaml:\d+: functions\[\d\]: bus numbers form a cycle/);
+  inputError(
+    run("groups", cyc),
+    /cycle\.yaml:4: functions\[2\]\.secondary: bridge 0000:02:00\.0 on bus 02 has bus 01 as secondary bus: a loop/,
+  );
   const dup = tmp(
     "dup.yaml",
     [

@@ -7,11 +7,11 @@ import { spawnSync, type SpawnSyncOptions } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { readSnapshot } from "../../src/host/snapshot.js";
-import { lspciFixtures, oracleCases, ROOT } from "../support/paths.js";
+import { CLI, lspciFixtures, oracleCases, ROOT } from "../support/paths.js";
 
-export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+export { CLI };
+
 export const SCRIPT = join(ROOT, "scripts", "passthru-snapshot.sh");
 
 export interface Run {

@@ -9,13 +9,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { DesignComparison } from "../../src/userspace/scenario/designs.js";
+import { CLI } from "../support/paths.js";
 import { HOSTS, SCENARIOS } from "./support.js";
-
-/** The CLI of the build this test was compiled into. */
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.js");
 
 const SCENARIO = join(SCENARIOS, "coherency-compare-designs.yaml");
 const PATTERN = "a5a55a5aa5a55a5aa5a55a5aa5a55a5a";

@@ -10,17 +10,14 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import * as K from "../../src/uapi/kvm.js";
 import * as U from "../../src/uapi/vfio.js";
 import { InvariantChecker } from "../../src/userspace/check/invariants.js";
 import { checkScenario } from "../../src/userspace/check/scenario.js";
 import { loadScenario } from "../../src/userspace/scenario/load.js";
-import { ROOT } from "../support/paths.js";
+import { CLI, ROOT } from "../support/paths.js";
 import { bootBound, groupPath, Proc, type Booted } from "./support.js";
 
-/** The CLI of the same build as this test (dist/ in CI, any --outDir locally). */
-const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const EDU_A = "0000:01:00.0"; // dmar0: Snoop Control
 const EDU_B = "0000:02:00.0"; // dmar1: none
 

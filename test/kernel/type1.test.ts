@@ -313,34 +313,72 @@ describe("T1-013 end of the address space", () => {
     assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top, size: 2n * P }), err("EINVAL"));
   });
 
-  test("AMD-Vi: the page below 2^64 maps through a six-level table, but 6.12 cannot unmap it", () => {
-    // The catalog's T1-013 expects unmapped = size here; that is the 2025 series (REG-012).
-    // In 6.12 a mapping ending at 2^64 has iova + size = 0 as a dma_addr_t: vfio_find_dma
-    // and vfio_find_dma_first_node never find it, and vfio_unmap_unpin's loop
-    // (iova < end) never runs when UNMAP_ALL removes it, leaving it mapped and pinned.
+  // The catalog's T1-013 expects the top page to unmap (unmapped = size) and UNMAP_ALL to
+  // remove everything; that is the 2025 series (REG-012), and 6.12's source says otherwise.
+  // A mapping ending at 2^64 has dma->iova + dma->size = 0 as a dma_addr_t. vfio_find_dma()
+  // (`start >= dma->iova + dma->size`) always passes it on the right and never finds it;
+  // vfio_find_dma_first_node() (`start < dma->iova + dma->size`) never takes it either and
+  // goes right of it, missing everything on its left; vfio_unmap_unpin's `while (iova <
+  // end)` never runs for it. So what an unmap reaches depends on the rb-tree's shape:
+  // vfio_link_dma() links the new, still zero-sized mapping left of every mapping at or
+  // above its iova, and lib/rbtree.c rebalances.
+  const top64 = 0xfffffffffffff000n;
+
+  test("AMD-Vi: the top page first is the tree's root, and no unmap reaches anything", () => {
     const { r, c, buf } = one(U.VFIO_TYPE1v2_IOMMU, [amd()]);
-    const top = 0xfffffffffffff000n;
-    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top }), 0);
+    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top64 }), 0);
     const t = r.host.machine.iommu.translation("ivhd0", 0, EP1_RID);
     assert.ok(t && t !== "passthrough" && t.levels === 6, "the table grew to six levels");
-    assert.ok(walkAmd(r, "ivhd0", EP1_RID, top));
-    assert.deepEqual(unmapDma(r.sys, c, { iova: top, size: P }), { ret: 0, size: 0n });
-    assert.ok(walkAmd(r, "ivhd0", EP1_RID, top), "still mapped");
+    assert.ok(walkAmd(r, "ivhd0", EP1_RID, top64));
+    assert.deepEqual(unmapDma(r.sys, c, { iova: top64, size: P }), { ret: 0, size: 0n });
+    assert.ok(walkAmd(r, "ivhd0", EP1_RID, top64), "still mapped");
+    // 0x100000 goes left of the root; the first-node descent from 0 goes right at the root.
     assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: 0x100000n }), 0);
     assert.equal(r.sys.task.mm.lockedVm, 2);
+    assert.deepEqual(unmapDma(r.sys, c, { flags: U.VFIO_DMA_UNMAP_FLAG_ALL }), {
+      ret: 0,
+      size: 0n,
+    });
+    // The v2 bisection checks find 0x100000 (vfio_find_dma goes left at the root), but the
+    // removal loop starts from vfio_find_dma_first_node, which does not.
+    assert.deepEqual(unmapDma(r.sys, c, { iova: 0x100000n, size: P }), { ret: 0, size: 0n });
+    assert.equal(dmaAvail(r.sys, c), 0xffff - 2);
+    assert.ok(walkAmd(r, "ivhd0", EP1_RID, top64));
+    assert.ok(walkAmd(r, "ivhd0", EP1_RID, 0x100000n));
+    assert.equal(r.sys.task.mm.lockedVm, 2);
+    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top64, size: 2n * P }), err("EINVAL"));
+    assert.deepEqual(unmapDma(r.sys, c, { iova: top64, size: 2n * P }), {
+      ret: err("EINVAL"),
+      size: 2n * P,
+    });
+  });
+
+  test("AMD-Vi: the top page right of 0x100000 goes with UNMAP_ALL, but stays mapped and pinned", () => {
+    const { r, c, buf } = one(U.VFIO_TYPE1v2_IOMMU, [amd()]);
+    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: 0x100000n }), 0);
+    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top64 }), 0);
+    // Both descents pass right of 0x100000 and then of the top mapping.
+    assert.deepEqual(unmapDma(r.sys, c, { iova: top64, size: P }), { ret: 0, size: 0n });
+    // The first node from 0 is 0x100000; rb_next() then reaches the top mapping.
     assert.deepEqual(unmapDma(r.sys, c, { flags: U.VFIO_DMA_UNMAP_FLAG_ALL }), {
       ret: 0,
       size: 2n * P,
     });
     assert.equal(dmaAvail(r.sys, c), 0xffff);
-    assert.ok(walkAmd(r, "ivhd0", EP1_RID, top), "the IOMMU still translates the top page");
+    assert.ok(walkAmd(r, "ivhd0", EP1_RID, top64), "the IOMMU still translates the top page");
     assert.equal(walkAmd(r, "ivhd0", EP1_RID, 0x100000n), null);
     assert.equal(r.sys.task.mm.lockedVm, 1, "its charge is never returned");
-    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top, size: 2n * P }), err("EINVAL"));
-    assert.deepEqual(unmapDma(r.sys, c, { iova: top, size: 2n * P }), {
-      ret: err("EINVAL"),
-      size: 2n * P,
-    });
+  });
+
+  test("AMD-Vi: a range ending at 2^64 is never EEXIST, and AMD-Vi maps over the old PTEs", () => {
+    // start + size = 0 in vfio_find_dma, so the descent goes left to the end and finds
+    // nothing; iommu_v1_map_pages() clears whatever PTE is there before writing its own.
+    const { r, c, buf } = one(U.VFIO_TYPE1v2_IOMMU, [amd()]);
+    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top64 }), 0);
+    assert.equal(mapDma(r.sys, c, { vaddr: buf + P, iova: top64 }), 0);
+    assert.equal(mapDma(r.sys, c, { vaddr: buf, iova: top64 - P, size: 2n * P }), 0);
+    assert.equal(dmaAvail(r.sys, c), 0xffff - 3);
+    assert.equal(r.sys.task.mm.lockedVm, 4);
   });
 });
 

@@ -14,11 +14,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { ROOT } from "../support/paths.js";
+import { CLI, ROOT } from "../support/paths.js";
 
-/** The CLI of the same build as this test (dist/ in CI, any --outDir locally). */
-const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const DIR = join(ROOT, "test", "malformed");
 
 interface Case {

@@ -19,7 +19,8 @@ function findRoot(): string {
 }
 
 export const ROOT = findRoot();
-export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
+/** The CLI of the same build as the tests (dist/ in CI, any --outDir locally). */
+export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const SHARED = join(ROOT, "..", "shared");
 
 /** Directories named by entry, the repository's copy first, shared/ adding what it lacks. */

@@ -23,11 +23,8 @@ import { runScenarioText } from "../../src/web/scenario.js";
 import { analyzeForView, deviceDetails } from "../../src/web/session.js";
 import { renderSvg } from "../../src/web/svg.js";
 import { readTar } from "../../src/web/tar.js";
-import { fileURLToPath } from "node:url";
-import { ROOT, lspciFixtures, oracleCases } from "../support/paths.js";
+import { CLI, ROOT, lspciFixtures, oracleCases } from "../support/paths.js";
 
-/** The CLI of this build (beside this test, wherever the build went). */
-const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
 const CEZANNE = join(ROOT, "test", "fixtures", "lspci", "amd-cezanne-rog-flow-x13.txt");
 

@@ -2,10 +2,14 @@
  * Red-black trees, include/linux/rbtree.h and lib/rbtree.c (Linux 6.12). Intrusive, as in
  * the kernel: the links live in the entry itself (struct rb_node embedded in its
  * container), so a tree costs four fields per entry and no allocation. Lookups are the
- * owner's, by its own ordering, as vfio_find_dma() descends by iova; rbFirstWhere() is
- * that descent for a lower bound. rb_add() links a node at a leaf and rebalances
+ * owner's, by its own ordering, as vfio_find_dma() descends by iova. rb_add() links a node
+ * at the leaf its `less` descent reaches (rb_link_node()) and rebalances
  * (rb_insert_color()); rb_erase() unlinks it; both are O(log n). rb_first/rb_next/rb_prev
- * walk the entries in order.
+ * walk the entries in order. The rebalancing is written case by case rather than with
+ * lib/rbtree.c's parent-colour words, but takes the same rotations and colours in every
+ * case (__rb_insert; __rb_erase_augmented's successor splice, ____rb_erase_color), so a
+ * sequence of adds and erases leaves the kernel's tree, shape and colours, and the owner's
+ * descents take the kernel's paths.
  */
 
 /** struct rb_node: the links, embedded in the entry. */
@@ -211,27 +215,6 @@ function eraseColor<T extends RbNode<T>>(root: RbRoot<T>, x: T | null, parent: T
     break;
   }
   if (x) x.rbRed = false;
-}
-
-/**
- * The leftmost entry `pred` holds for, where pred is false for a prefix of the entries in
- * order and true for the rest (a lower bound); null when it holds for none.
- */
-export function rbFirstWhere<T extends RbNode<T>>(
-  root: RbRoot<T>,
-  pred: (n: T) => boolean,
-): T | null {
-  let res: T | null = null;
-  let n = root.rbNode;
-  while (n) {
-    if (pred(n)) {
-      res = n;
-      n = n.rbLeft;
-    } else {
-      n = n.rbRight;
-    }
-  }
-  return res;
 }
 
 /** rb_first() */

@@ -6,7 +6,9 @@
  * each physically contiguous run into every domain with IOMMU_CACHE; UNMAP_DMA with v1 or
  * v2 semantics; VADDR invalidation and update; GET_INFO with its capability chain; dirty
  * page tracking, which reports every page of a mapping dirty because an IOMMU-backed group
- * can write anywhere it is mapped.
+ * can write anywhere it is mapped. The mappings live in lib/rbtree.c's tree, linked and
+ * looked up by the source's own descents in 64-bit arithmetic, so at the top of the address
+ * space, where iova + size wraps to 0, lookups miss exactly what the kernel's miss.
  *
  * Emulated (mdev) IOMMU groups, external page pinning (vfio_pin_pages), MMIO (VM_PFNMAP)
  * vaddrs and the fine-grained-superpage probe (which only changes how unmapping batches
@@ -20,7 +22,6 @@ import {
   rbAdd,
   rbErase,
   rbFirst,
-  rbFirstWhere,
   rbNext,
   rbPrev,
   type RbNode,
@@ -191,46 +192,58 @@ function kstrtouint(v: string | undefined): number | undefined {
 /* The dma list                                                                        */
 /* ---------------------------------------------------------------------------------- */
 
-/**
- * vfio_find_dma(): a mapping overlapping [start, start + size); size 0 finds one strictly
- * around start. Ends are computed in 64 bits, so a mapping ending at 2^64 ends at 0 and is
- * never found (6.12 predates the 2025 fixes for the top of the address space).
+/*
+ * The walks below are the kernel's, comparison for comparison, with dma_addr_t and size_t
+ * sums taken modulo 2^64 as in C. A mapping ending at 2^64 (possible with a 64-bit
+ * aperture) has iova + size = 0 there, and so does a range ending at 2^64: vfio_find_dma()
+ * never finds such a mapping, nor anything for such a range, and vfio_find_dma_first_node()
+ * never returns the mapping and goes right of it, past whatever lies on its left. What a
+ * lookup finds then depends on the tree's shape, which vfio_link_dma() and lib/rbtree.c
+ * determine.
  */
-function findDma(iommu: VfioIommu, start: bigint, size: bigint): VfioDma | null {
-  const end = u64(start + size);
-  // The first mapping (in order) ending after start is the only one that can match first:
-  // those before it end at or below start, and if it lies wholly above end, so do all
-  // after it.
-  const d = firstEndingAfter(iommu, start);
-  return d && !(end <= d.iova) ? d : null;
-}
 
 /** dma->iova + dma->size as a dma_addr_t. */
 const dmaEnd = (d: VfioDma) => u64(d.iova + d.size);
 
-/**
- * The first mapping whose end (dmaEnd) is above start, or null. Mappings do not overlap,
- * so ends never decrease along the tree, except a last mapping that ends at 2^64 (dmaEnd
- * 0), which never counts: the descent takes its end as 2^64 and then leaves it out.
- */
-function firstEndingAfter(iommu: VfioIommu, start: bigint): VfioDma | null {
-  const wraps = (x: VfioDma) => dmaEnd(x) < x.iova;
-  const d = rbFirstWhere(iommu.dmaList, (x) => wraps(x) || start < dmaEnd(x));
-  return d && !wraps(d) ? d : null;
+/** vfio_find_dma(): the first mapping the descent meets that overlaps [start, start + size). */
+function findDma(iommu: VfioIommu, start: bigint, size: bigint): VfioDma | null {
+  const end = u64(start + size);
+  let node = iommu.dmaList.rbNode;
+  while (node) {
+    if (end <= node.iova) node = node.rbLeft;
+    else if (start >= dmaEnd(node)) node = node.rbRight;
+    else return node;
+  }
+  return null;
 }
 
 /**
- * vfio_find_dma_first_node(): the first mapping ending after start, or null when there is
- * none or (size not 0) it begins at or after start + size.
+ * vfio_find_dma_first_node(): the descent's last mapping ending above start (stopping at one
+ * that contains start), or null when there is none or (size not 0) it begins at or after
+ * start + size.
  */
 function findDmaFirstNode(iommu: VfioIommu, start: bigint, size: bigint): VfioDma | null {
-  const d = firstEndingAfter(iommu, start);
-  return d && size && d.iova >= u64(start + size) ? null : d;
+  let res: VfioDma | null = null;
+  let node = iommu.dmaList.rbNode;
+  while (node) {
+    if (start < dmaEnd(node)) {
+      res = node;
+      if (start >= node.iova) break;
+      node = node.rbLeft;
+    } else {
+      node = node.rbRight;
+    }
+  }
+  if (res && size && res.iova >= u64(start + size)) res = null;
+  return res;
 }
 
-/** vfio_link_dma(): by iova, after any mapping at the same iova. */
+/**
+ * vfio_link_dma(): left of every mapping it ends at or below. Linked while zero-sized, a
+ * new mapping goes left of one at the same iova.
+ */
 function linkDma(iommu: VfioIommu, dma: VfioDma): void {
-  rbAdd(dma, iommu.dmaList, (n, d) => n.iova < d.iova);
+  rbAdd(dma, iommu.dmaList, (n, d) => u64(n.iova + n.size) <= d.iova);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -582,7 +595,7 @@ function iovaDirtyBitmap(
   if (dma && dmaEnd(dma) !== u64(iova + size)) return err("EINVAL");
   for (let d = rbFirst(iommu.dmaList); d; d = rbNext(d)) {
     if (d.iova < iova) continue;
-    if (d.iova > iova + size - 1n) break;
+    if (d.iova > u64(iova + size - 1n)) break;
     const r = updateUserBitmap(task, bitmapAddr, iommu, d, iova, pgsize);
     if (r) return r;
     // Re-populated with the externally pinned pages: there are none.
