@@ -25,7 +25,6 @@ import { renderSvg } from "../../src/web/svg.js";
 import { readTar } from "../../src/web/tar.js";
 import { CLI, ROOT, lspciFixtures, oracleCases } from "../support/paths.js";
 
-
 const CEZANNE = join(ROOT, "test", "fixtures", "lspci", "amd-cezanne-rog-flow-x13.txt");
 
 function partition(groups: { devices: { bdf: string }[] }[]): string[] {
