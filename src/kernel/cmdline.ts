@@ -57,59 +57,74 @@ export function parseCmdline(raw: string): BootParams {
   return p;
 }
 
-/** pci= takes comma-separated options; device lists inside them use ';'. */
+/**
+ * pci= takes comma-separated options (pci_setup()); device lists inside them use ';'. A
+ * later disable_acs_redir= or config_acs= replaces an earlier one: the kernel keeps one
+ * pointer per parameter.
+ */
 function parsePciOption(val: string, acs: AcsCmdline): void {
   for (const opt of val.split(",")) {
     if (opt.startsWith("disable_acs_redir=")) {
-      acs.disableAcsRedir.push(
-        ...opt.slice("disable_acs_redir=".length).split(";").filter(Boolean),
-      );
+      acs.disableAcsRedir = opt.slice("disable_acs_redir=".length).split(";").filter(Boolean);
     } else if (opt.startsWith("config_acs=")) {
-      const c = parseConfigAcs(opt.slice("config_acs=".length));
-      if (c) acs.configAcs.push(c);
+      acs.configAcs = parseConfigAcs(opt.slice("config_acs=".length));
     }
   }
 }
 
 /**
- * __pci_config_acs() reads flags only while its mask is still zero — once, from the first
- * entry — and matches every later entry as a bare device with those same flags; an entry
- * that is not a device ("1100@…" again) cannot be parsed and ends the list there.
+ * __pci_config_acs() as 6.12.117 has it (upstream's "PCI/ACS: Fix 'pci=config_acs='
+ * parameter"): every entry is `flags@device` with flags of its own, read right to left
+ * ('0', '1' or 'x', bit 0 = SV) into a u16 mask and flags. An entry without '@' ("ACS
+ * Flags missing"), with another character ("Invalid ACS flags... Ignoring") or with a bit
+ * above DT ("Invalid ACS flags specified") ends the list there.
  */
-function parseConfigAcs(val: string): { mask: number; flags: number; devices: string[] } | null {
-  const entries = val.split(";").filter(Boolean);
-  const first = entries.shift();
-  if (!first) return null;
-  const at = first.indexOf("@");
-  if (at < 0) return null; // "ACS Flags missing"
-  let mask = 0;
-  let flags = 0;
-  const bits = [...first.slice(0, at)].reverse();
-  for (let shift = 0; shift < bits.length; shift++) {
-    const c = bits[shift];
-    if (c === "0") mask |= 1 << shift;
-    else if (c === "1") {
-      mask |= 1 << shift;
-      flags |= 1 << shift;
-    } else if (c !== "x" && c !== "X") return null; // "Invalid ACS flags... Ignoring"
+function parseConfigAcs(val: string): AcsCmdline["configAcs"] {
+  const rules: AcsCmdline["configAcs"] = [];
+  const entries = val.split(";");
+  if (entries.at(-1) === "") entries.pop(); // a trailing ';' ends the string
+  for (const entry of entries) {
+    const at = entry.indexOf("@");
+    if (at < 0) break;
+    let mask = 0;
+    let flags = 0;
+    const bits = [...entry.slice(0, at)].reverse();
+    for (let shift = 0; shift < bits.length; shift++) {
+      const c = bits[shift] as string;
+      if (c === "0" || c === "1") mask |= 1 << shift;
+      if (c === "1") flags |= 1 << shift;
+      if (!"01xX".includes(c)) return rules;
+    }
+    mask &= 0xffff;
+    flags &= 0xffff;
+    if (mask & ~0x7f) break;
+    rules.push({ mask, flags, device: entry.slice(at + 1) });
   }
-  if (mask & ~0x7f) return null; // "Invalid ACS flags specified"
-  const devices = [first.slice(at + 1)];
-  for (const e of entries) {
-    if (e.includes("@")) break; // "Can't parse ACS command line parameter"
-    devices.push(e);
-  }
-  return { mask, flags, devices };
+  return rules;
 }
 
 /**
- * param_set_bool() of a module parameter (kernel/params.c): absent is false, a bare
- * "module.param" is true, else kstrtobool() (lib/kstrtox.c): y/Y/t/T/1 or "on".
+ * param_set_bool() of a module parameter (kernel/params.c) on the command line: absent is
+ * false, a bare "module.param" is true, else kstrtobool(), and a value it refuses leaves
+ * the default (false).
  */
 export function kstrtobool(v: string | undefined): boolean {
   if (v === undefined) return false;
-  if (v === "") return true;
+  return parseBool(v === "" ? "1" : v) ?? false;
+}
+
+/**
+ * kstrtobool() (lib/kstrtox.c): y/Y/t/T/1 or "on" is true, n/N/f/F/0 or "off" false, by
+ * the first one or two characters; anything else null (-EINVAL).
+ */
+export function parseBool(v: string): boolean | null {
   const c = v[0];
-  if (c === "y" || c === "Y" || c === "1" || c === "t" || c === "T") return true;
-  return v.toLowerCase().startsWith("on");
+  if (c !== undefined && "yYtT1".includes(c)) return true;
+  if (c !== undefined && "nNfF0".includes(c)) return false;
+  if (c === "o" || c === "O") {
+    const d = v[1];
+    if (d === "n" || d === "N") return true;
+    if (d === "f" || d === "F") return false;
+  }
+  return null;
 }

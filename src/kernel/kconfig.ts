@@ -26,7 +26,10 @@ export interface BuildConfig {
   vfioContainer: "legacy" | "iommufd";
   /** CONFIG_VFIO_DEVICE_CDEV */
   vfioDeviceCdev: boolean;
-  /** CONFIG_VFIO_NOIOMMU */
+  /**
+   * CONFIG_VFIO_NOIOMMU: vfio.enable_unsafe_noiommu_mode, no-IOMMU groups for devices no
+   * IOMMU covers, the legacy container's vfio-noiommu backend, iommufd's no-IOMMU compat.
+   */
   vfioNoiommu: boolean;
   /** CONFIG_TRANSPARENT_HUGEPAGE */
   thp: boolean;

@@ -5,7 +5,9 @@
  * every device in bus order and the VT-d / AMD-Vi driver attaches each group to its
  * default domain, and drivers bind (device_initcall). VMD domains and SR-IOV VFs appear
  * later and are probed as they are added. VFIO's type1 backend is registered with the
- * module parameters the command line gives it.
+ * module parameters the command line gives it; with CONFIG_VFIO_NOIOMMU, VFIO reads
+ * vfio.enable_unsafe_noiommu_mode and may give a device no IOMMU covers a fake group of
+ * its own (vfio/vfio_main.ts), which taints the kernel (/proc/sys/kernel/tainted).
  *
  * The kernel is also where processes live: `spawn` gives a task and its syscall surface.
  * `debug` is the model's debugfs: read-only introspection (groups and the reasons that
@@ -14,7 +16,7 @@
  * (userspace/check/invariants.ts). `faultInject` is fail-nth (core/fault_inject.ts).
  */
 import type { GuestInsn, Hardware } from "../machine/hw.js";
-import { kstrtobool, parseCmdline, type BootParams } from "./cmdline.js";
+import { kstrtobool, parseBool, parseCmdline, type BootParams } from "./cmdline.js";
 import type { FaultInject } from "./core/fault_inject.js";
 import { File, FileCount } from "./core/file.js";
 import { PageAllocator } from "./core/page_alloc.js";
@@ -22,7 +24,7 @@ import type { PpcHcallRecord, PpcKvmRun, PpcTceEra } from "./kvm/book3s_hv.js";
 import { PowerPlatform } from "./powerpc/setup.js";
 import { TaskSyscalls } from "./core/syscalls.js";
 import { Task, type TaskOptions } from "./core/task.js";
-import { Vfs } from "./core/vfs.js";
+import { storeText, Vfs } from "./core/vfs.js";
 import { AmdIommuDriver } from "./iommu/amd.js";
 import {
   IOMMU_DOMAIN_BLOCKED,
@@ -50,7 +52,7 @@ import { sriovEnable } from "./pci/iov.js";
 import type { PciDev } from "./pci/pci.js";
 import { PciSubsystem } from "./pci/probe.js";
 import { PciSysfs } from "./pci/sysfs.js";
-import type { VfioContainer } from "./vfio/container.js";
+import { vfioNoiommuOps, type VfioContainer } from "./vfio/container.js";
 import { vfioPciDriver } from "./vfio/pci/vfio_pci.js";
 import { vfioIommuType1 } from "./vfio/vfio_iommu_type1.js";
 import { Vfio } from "./vfio/vfio_main.js";
@@ -74,6 +76,7 @@ export type { FdInfo, ProcessInfo, VfioInfo } from "./introspect.js";
 
 export interface GroupInfo {
   id: number;
+  /** The IOMMU unit; a unit-less (no-IOMMU) group's name. */
   unit: string;
   devices: string[];
   edges: GroupEdge[];
@@ -160,6 +163,9 @@ export interface KvmCoherency {
   devices: { noncoherent: boolean; entries: { coherent: boolean; key: number }[] }[];
 }
 
+/** TAINT_USER (include/linux/panic.h): add_taint(TAINT_USER) sets bit 6. */
+const TAINT_USER = 1 << 6;
+
 /** Drivers whose behaviour the model carries; any other name is an ordinary device driver. */
 const MODELLED = new Set(["pcieport", "pci-stub", "vfio-pci"]);
 
@@ -188,6 +194,8 @@ export class Kernel {
   private readonly iommuSysfs: IommuSysfs;
   private nextPid = 1;
   private readonly tasks: Task[] = [];
+  /** tainted_mask (kernel/panic.c), as /proc/sys/kernel/tainted shows it. */
+  tainted = 0;
 
   private constructor(
     readonly hw: Hardware,
@@ -261,6 +269,38 @@ export class Kernel {
     });
     this.vfio = new Vfio(this.vfs, this.iommu);
     this.build = { ...BUILDS[build], ...kconfig };
+    if (this.build.vfioNoiommu) {
+      this.vfio.noiommu = {
+        enabled: kstrtobool(moduleParam(cmdline, "vfio.enable_unsafe_noiommu_mode")),
+        groupAlloc: (d) => {
+          const g = this.iommu.addDeviceToNewGroup(d, "vfio-noiommu");
+          this.iommuSysfs.addGroup(g, (x) => this.pciSysfs.devicePath(x));
+          this.pciSysfs.refreshIommu(d);
+          this.tainted |= TAINT_USER;
+          return g;
+        },
+        groupRemoveDevice: (d) => {
+          const g = this.iommu.groupOf(d);
+          this.iommu.removeDevice(d);
+          if (g) this.iommuSysfs.removeGroup(g);
+          this.pciSysfs.refreshIommu(d);
+        },
+      };
+      // module_param_named(enable_unsafe_noiommu_mode, vfio_noiommu, bool, 0644)
+      this.vfs.add("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode", {
+        kind: "attr",
+        show: () => (this.vfio.noiommu?.enabled ? "Y\n" : "N\n"),
+        store: (v) => {
+          const b = parseBool(storeText(v));
+          if (b === null || !this.vfio.noiommu) return err("EINVAL");
+          this.vfio.noiommu.enabled = b;
+          return v.length;
+        },
+      });
+      // vfio_container_init() registers vfio-noiommu before any backend module loads.
+      if (this.build.vfioContainer === "legacy")
+        this.vfio.iommuDrivers.register(vfioNoiommuOps(() => this.vfio.noiommu?.enabled ?? false));
+    }
     // A ppc64 build has the sPAPR TCE backend and no type1 (drivers/vfio/Kconfig).
     if (this.build.vfioContainer === "legacy" && this.powerpc)
       this.vfio.iommuDrivers.register(this.powerpc.vfioBackend);
@@ -297,6 +337,7 @@ export class Kernel {
     this.vfs.devices.set("/dev/kvm", this.kvm.chardev);
     for (const u of units) this.iommuSysfs.addUnit(u);
     this.vfs.add("/proc/cmdline", { kind: "attr", show: () => `${cmdline}\n` });
+    this.vfs.add("/proc/sys/kernel/tainted", { kind: "attr", show: () => `${this.tainted}\n` });
   }
 
   static boot(hw: Hardware, opts: BootOptions | string = {}): Kernel {
@@ -562,7 +603,7 @@ export class Kernel {
         .sort((a, b) => a.id - b.id)
         .map((g) => ({
           id: g.id,
-          unit: g.unit.name,
+          unit: g.unit?.name ?? g.name ?? "",
           devices: g.devices.map((d) => d.name),
           edges: g.edges,
         })),

@@ -1,5 +1,5 @@
 /**
- * include/uapi/linux/iommufd.h (Linux 6.12): request numbers, flags, enums and struct
+ * include/uapi/linux/iommufd.h (Linux 6.12.117): request numbers, flags, enums and struct
  * layouts of /dev/iommu. Every request is _IO(';', 0x80 + n) and every argument struct
  * starts with a u32 `size` (the extensible-struct rule of drivers/iommu/iommufd/main.c:
  * shorter than the last mandatory field is EINVAL, longer is accepted when the tail is
@@ -79,6 +79,8 @@ export const IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 1 << 0;
 export const IOMMU_HW_INFO_TYPE_NONE = 0;
 export const IOMMU_HW_INFO_TYPE_INTEL_VTD = 1;
 export const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
+export const IOMMU_HW_CAP_PCI_PASID_EXEC = 1 << 1;
+export const IOMMU_HW_CAP_PCI_PASID_PRIV = 1 << 2;
 
 /* enum iommufd_hwpt_set_dirty_tracking_flags, enum iommufd_hwpt_get_dirty_bitmap_flags */
 export const IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1;
@@ -199,7 +201,11 @@ export const iommu_hw_info = struct("iommu_hw_info", [
   ["data_len", "u32"],
   ["data_uptr", "u64"],
   ["out_data_type", "u32"],
-  ["__reserved", "u32"],
+  /* 6.12.117: the u32 __reserved became out_max_pasid_log2 and __u8 __reserved[3] */
+  ["out_max_pasid_log2", "u8"],
+  ["__reserved0", "u8"],
+  ["__reserved1", "u8"],
+  ["__reserved2", "u8"],
   ["out_capabilities", "u64"],
 ] as const);
 

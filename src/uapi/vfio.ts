@@ -264,6 +264,27 @@ export const vfio_device_detach_iommufd_pt = struct("vfio_device_detach_iommufd_
   ["flags", "u32"],
 ] as const);
 
+/** VFIO_DEVICE_FEATURE: followed by the feature's data[]. */
+export const vfio_device_feature = struct("vfio_device_feature", [
+  ["argsz", "u32"],
+  ["flags", "u32"],
+] as const);
+export const VFIO_DEVICE_FEATURE_MASK = 0xffff;
+export const VFIO_DEVICE_FEATURE_GET = 1 << 16;
+export const VFIO_DEVICE_FEATURE_SET = 1 << 17;
+export const VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
+export const VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0;
+export const VFIO_DEVICE_FEATURE_MIGRATION = 1;
+export const VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE = 2;
+export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3;
+export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4;
+export const VFIO_DEVICE_FEATURE_LOW_POWER_EXIT = 5;
+export const VFIO_DEVICE_FEATURE_DMA_LOGGING_START = 6;
+export const VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP = 7;
+export const VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8;
+export const VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9;
+export const VFIO_DEVICE_FEATURE_BUS_MASTER = 10;
+
 /* vfio-pci device ioctls */
 export const VFIO_PCI_BAR5_REGION_INDEX = 5;
 
@@ -282,6 +303,9 @@ export const vfio_device_info_cap_pci_atomic_comp = struct("vfio_device_info_cap
 
 export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0;
 export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1;
+/** A dependent device's devid: owned through a device of its group / not owned (-1). */
+export const VFIO_PCI_DEVID_OWNED = 0;
+export const VFIO_PCI_DEVID_NOT_OWNED = 0xffffffff;
 
 /** Followed by struct vfio_pci_dependent_device devices[]. */
 export const vfio_pci_hot_reset_info = struct("vfio_pci_hot_reset_info", [

@@ -104,7 +104,14 @@ test("IFD-M-003 GET_HW_INFO: lengths, zero fill, the data type, the dirty capabi
   assert.equal(small.out.data_len, 8);
   const r = (v: Partial<ReturnType<typeof I.iommu_hw_info.decode>>) =>
     p.cmd(fd, I.IOMMU_GET_HW_INFO, I.iommu_hw_info, { dev_id: d.idevId, ...v }).ret;
-  assert.equal(r({ __reserved: 1 }), err("EOPNOTSUPP"));
+  // 6.12.117: bytes 21-23 are __reserved[3]; byte 20 is out_max_pasid_log2, an output
+  assert.equal(r({ __reserved0: 1 }), err("EOPNOTSUPP"));
+  assert.equal(r({ __reserved2: 0x80 }), err("EOPNOTSUPP"));
+  const pasid = p.cmd(fd, I.IOMMU_GET_HW_INFO, I.iommu_hw_info, {
+    dev_id: d.idevId,
+    out_max_pasid_log2: 0xff,
+  });
+  assert.deepEqual([pasid.ret, pasid.out.out_max_pasid_log2], [0, 0], "no PASID support");
   assert.equal(r({ flags: 1 }), err("EOPNOTSUPP"));
   assert.equal(r({ dev_id: d.hwptId }), err("ENOENT"));
   assert.equal(
@@ -352,6 +359,9 @@ test("IFD-M-023/024 nested HWPTs over a nest parent, and their cache invalidatio
   assert.equal(inv(nid, 1, { data_type: 0 }).ret, err("EINVAL"));
   assert.equal(inv(nid, 1, { data_uptr: 0n }).ret, err("EINVAL"));
   assert.equal(inv(nid, 1, { entry_len: 0 }).ret, err("EINVAL"));
+  // 6.12.117 bounds: entry_len up to PAGE_SIZE, entry_num up to 2^19
+  for (const big of [inv(nid, 1, { entry_len: 4097 }), inv(nid, (1 << 19) + 1)])
+    assert.deepEqual([big.ret, big.out.entry_num], [err("EINVAL"), 0], "refused before any entry");
   const two = inv(nid, 2);
   assert.deepEqual([two.ret, two.out.entry_num], [err("EINVAL"), 1], "the second entry is bad");
   assert.deepEqual(dom.iotlb, [0xbadbeef, 0, 0xbadbeef, 0xbadbeef]);

@@ -274,11 +274,17 @@ describe("3. ACS controls", () => {
       kernel: { cmdline },
     });
 
-  test("pci=disable_acs_redir: ReqRedir and CmpltRedir back to firmware (off) → not isolated", () => {
-    // pci_enable_acs: ctrl = 0 | SV RR CR UF. __pci_config_acs(mask = RR|CR|EC,
-    // flags = (u16)~(RR|CR|EC)): ctrl = (ctrl & ~mask) | (fw & mask) | flags → RR, CR from
-    // firmware (0), SV and UF stay on. pci_acs_flags_enabled: need SV RR CR UF, RR CR missing.
-    const r = run(rpWithAcs(ACS_FULL, "pci=disable_acs_redir=0000:00:1c.0"));
+  // 6.12.117 __pci_config_acs(): ctrl = (fw_ctrl & ~mask) | (flags & mask): an override
+  // sets the whole register; bits outside its mask go back to the firmware value.
+  const ALL4 = ["SrcValid", "ReqRedir", "CmpltRedir", "UpstreamFwd"];
+
+  test("pci=disable_acs_redir: RR, CR, EC off, everything else back to firmware", () => {
+    // mask = RR|CR|EC, flags = (u16)~mask → ctrl = fw & ~(RR|CR|EC). With firmware SV and
+    // UF on, only ReqRedir and CmpltRedir are missing; with firmware 0 the kernel's own
+    // SV RR CR UF are all gone.
+    const r = run(
+      rpWithAcs({ ...ACS_FULL, ctl: ["sv", "uf"] }, "pci=disable_acs_redir=0000:00:1c.0"),
+    );
     assert.deepEqual(r.parts, [["0000:00:1c.0", "0000:01:00.0"]]);
     const d = decided(r, "0000:01:00.0");
     assert.equal(d.code, "ACS_PATH");
@@ -289,27 +295,47 @@ describe("3. ACS controls", () => {
     assert.ok(
       r.kernel.debug.device("0000:00:1c.0")?.notes.some((n) => n.includes("disable_acs_redir")),
     );
+    const r0 = run(rpWithAcs(ACS_FULL, "pci=disable_acs_redir=0000:00:1c.0"));
+    assert.deepEqual(lastVerdict(decided(r0, "0000:01:00.0")).missing, ALL4);
   });
 
-  test("pci=config_acs=1100@dev: SV back to firmware (off) → not isolated, missing SrcValid", () => {
+  test("pci=config_acs=1100@dev: RR CR forced on, SV TB forced off, UF back to firmware", () => {
     // "1100" read right to left: bit0 SV '0', bit1 TB '0', bit2 RR '1', bit3 CR '1'
-    // → mask 0xf, flags RR|CR. ctrl 0x1d → (0x1d & ~0xf) | (fw 0 & 0xf) | 0xc = 0x1c.
-    // In 6.12 a '0' copies the firmware bit (here off); UF (not in the mask) stays on.
+    // → mask 0xf, flags 0xc → ctrl = (fw 0 & ~0xf) | 0xc = 0x0c.
     const r = run(rpWithAcs(ACS_FULL, "pci=config_acs=1100@0000:00:1c.0"));
     assert.deepEqual(r.parts, [["0000:00:1c.0", "0000:01:00.0"]]);
     const v = lastVerdict(decided(r, "0000:01:00.0"));
-    assert.deepEqual(v.missing, ["SrcValid"]);
+    assert.deepEqual(v.missing, ["SrcValid", "UpstreamFwd"]);
   });
 
-  test("pci=config_acs: 'x' keeps the kernel-enabled bit, '0' restores the firmware bit", () => {
-    // "xxx0xxx": only bit 3 (CR, counted from the right) is in the mask; it takes the
-    // firmware value (off) → not isolated, CR missing; the 'x' bits keep SV RR UF on.
-    const r = run(rpWithAcs(ACS_FULL, "pci=config_acs=xxx0xxx@0000:00:1c.0"));
+  test("pci=config_acs: 'x' keeps the firmware bit, '0' clears it", () => {
+    // "xxx0xxx": only bit 3 (CR) is in the mask; firmware had SV RR CR UF → CR missing.
+    const fwOn = { ...ACS_FULL, ctl: ["sv", "rr", "cr", "uf"] };
+    const r = run(rpWithAcs(fwOn, "pci=config_acs=xxx0xxx@0000:00:1c.0"));
     assert.deepEqual(r.parts, [["0000:00:1c.0", "0000:01:00.0"]]);
     assert.deepEqual(lastVerdict(decided(r, "0000:01:00.0")).missing, ["CmpltRedir"]);
-    // With only 'x' characters nothing changes: the kernel-enabled value stays.
+    // Only 'x': the register is the firmware's, so the kernel's own enabling is undone.
     const r2 = run(rpWithAcs(ACS_FULL, "pci=config_acs=xxxxxxx@0000:00:1c.0"));
+    assert.deepEqual(r2.parts, [["0000:00:1c.0", "0000:01:00.0"]]);
+    assert.deepEqual(lastVerdict(decided(r2, "0000:01:00.0")).missing, ALL4);
+  });
+
+  test("pci=config_acs: each entry carries its own flags; a bad entry ends the list", () => {
+    const r = run(rpWithAcs(ACS_FULL, "pci=config_acs=0@0000:00:1d.0;11101@0000:00:1c.0"));
+    assert.deepEqual(r.parts, [["0000:00:1c.0"], ["0000:01:00.0"]]);
+    assert.ok(
+      r.kernel.debug
+        .device("0000:00:1c.0")
+        ?.notes.includes("pci=config_acs matched: ACS control set to 0x001d"),
+    );
+    // "0000:00:1d.0" has no '@' ("ACS Flags missing"): the 1c.0 entry is never reached.
+    const r2 = run(rpWithAcs(ACS_FULL, "pci=config_acs=0000:00:1d.0;0@0000:00:1c.0"));
     assert.deepEqual(r2.parts, [["0000:00:1c.0"], ["0000:01:00.0"]]);
+    // The last pci=config_acs= replaces earlier ones.
+    const r3 = run(
+      rpWithAcs(ACS_FULL, "pci=config_acs=0@0000:00:1c.0 pci=config_acs=x@0000:00:1c.0"),
+    );
+    assert.deepEqual(lastVerdict(decided(r3, "0000:01:00.0")).missing, ALL4);
   });
 
   test("ACS capability advertising only SV: isolated (unimplemented flags are hard-wired)", () => {
@@ -355,10 +381,10 @@ describe("3. ACS controls", () => {
     // boot writes ACS Control, and the next boot would read that as the firmware value).
     const r2 = run(mk("pci=disable_acs_redir=0000:00:1c.0"));
     assert.deepEqual(r2.parts, [["0000:00:1c.0", "0000:01:00.0"]]);
-    assert.deepEqual(lastVerdict(decided(r2, "0000:01:00.0")).missing, ["ReqRedir", "CmpltRedir"]);
+    assert.deepEqual(lastVerdict(decided(r2, "0000:01:00.0")).missing, ALL4);
   });
 
-  test("pci=config_acs with a second flags@device entry: 6.12 never configures the second device", () => {
+  test("pci=config_acs with a second flags@device entry: both devices are configured", () => {
     const h = host(
       [
         rootPort("0000:00:1c.0", { id: "8086:a338", acs: ACS_FULL }, [EP("00.0")]),
@@ -367,15 +393,14 @@ describe("3. ACS controls", () => {
       { kernel: { cmdline: "pci=config_acs=1100@0000:00:1c.0;1100@0000:00:1d.0" } },
     );
     const r = run(h);
-    // 1c.0: first entry matched → SV off → grouped. 1d.0: never configured → isolated.
+    // 6.12.19 read flags only from the first entry and never configured 1d.0.
     assert.deepEqual(r.parts, [
       ["0000:00:1c.0", "0000:01:00.0"],
-      ["0000:00:1d.0"],
-      ["0000:02:00.0"],
+      ["0000:00:1d.0", "0000:02:00.0"],
     ]);
   });
 
-  test("pci=config_acs=flags@devA;devB: 6.12 applies the same flags to devB", () => {
+  test("pci=config_acs=flags@devA;devB: devB has no flags, so it is not configured", () => {
     const h = host(
       [
         rootPort("0000:00:1c.0", { id: "8086:a338", acs: ACS_FULL }, [EP("00.0")]),
@@ -384,9 +409,11 @@ describe("3. ACS controls", () => {
       { kernel: { cmdline: "pci=config_acs=1100@0000:00:1c.0;0000:00:1d.0" } },
     );
     const r = run(h);
+    // 6.12.19 applied devA's flags to devB; 6.12.117 stops at "ACS Flags missing".
     assert.deepEqual(r.parts, [
       ["0000:00:1c.0", "0000:01:00.0"],
-      ["0000:00:1d.0", "0000:02:00.0"],
+      ["0000:00:1d.0"],
+      ["0000:02:00.0"],
     ]);
   });
 });
@@ -1157,7 +1184,7 @@ describe("12. pcie_acs_override", () => {
 
   test("a function with an ACS capability whose controls are off is NOT overridden", () => {
     // The patch returns -ENOTTY for a device with an ACS capability; the standard test then
-    // sees RR and CR off (pci=disable_acs_redir) → still grouped.
+    // sees the firmware's controls (all off) after pci=disable_acs_redir → still grouped.
     const h = host([rootPort("0000:00:1c.0", { id: "8086:a338", acs: ACS_FULL }, [EP("00.0")])], {
       kernel: { cmdline: "pci=disable_acs_redir=0000:00:1c.0" },
     });
@@ -1165,7 +1192,7 @@ describe("12. pcie_acs_override", () => {
     assert.deepEqual(r.parts, [["0000:00:1c.0", "0000:01:00.0"]]);
     const v = lastVerdict(decided(r, "0000:01:00.0"));
     assert.equal(v.basis, "capability");
-    assert.deepEqual(v.missing, ["ReqRedir", "CmpltRedir"]);
+    assert.deepEqual(v.missing, ["SrcValid", "ReqRedir", "CmpltRedir", "UpstreamFwd"]);
   });
 });
 

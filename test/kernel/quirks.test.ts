@@ -184,6 +184,11 @@ describe("pci_dev_acs_enabled[]", () => {
       [0x10e8, 0xe004, "pci_quirk_xgene_acs"],
       [0x1def, 0xe00c, "pci_quirk_xgene_acs"],
       [0x14e4, 0xd714, "pci_quirk_brcm_acs"],
+      // 6.12.117 additions: QCOM Hamoa and Glymur, Loongson root ports
+      [0x17cb, 0x0111, "pci_quirk_qcom_rp_acs"],
+      [0x17cb, 0x0120, "pci_quirk_qcom_rp_acs"],
+      [0x0014, 0x3c09, "pci_quirk_loongson_acs"],
+      [0x0014, 0x7a69, "pci_quirk_loongson_acs"],
     ] as const;
     for (const [vendor, device, quirk] of cases) {
       const d = dev({ vendor, device, type: RP });
@@ -193,6 +198,7 @@ describe("pci_dev_acs_enabled[]", () => {
     assert.equal(acs(dev({ vendor: 0x1957, device: 0x8d84, type: RP })), null);
     assert.equal(acs(dev({ vendor: 0x1dbf, device: 0x0400, type: RP })), null);
     assert.equal(acs(dev({ vendor: 0x1def, device: 0xe004, type: RP })), null);
+    assert.equal(acs(dev({ vendor: 0x0014, device: 0x7a79, type: RP })), null);
   });
 
   test("intel_pch_acs claims isolation only after the enable quirk ran", () => {
@@ -547,9 +553,11 @@ describe("DMA alias fixups", () => {
         (n) => n.startsWith("quirk_switchtec_ntb_dma_alias: ") && /cannot read/.test(n),
       ),
     );
-    const pci100x = dev({ vendor: 0x1055, device: 0x1003, class: 0x068000 });
-    applyPciFixups(pci100x);
-    assert.equal(pci100x.notes.length, 1);
+    for (const device of [0x1003, 0x1008]) {
+      const pci100x = dev({ vendor: 0x1055, device, class: 0x068000 });
+      applyPciFixups(pci100x);
+      assert.equal(pci100x.notes.length, 1);
+    }
     const mgmt = dev({ vendor: 0x11f8, device: 0x8531, class: 0x058000 });
     applyPciFixups(mgmt);
     assert.deepEqual(mgmt.notes, [], "class must be 'other bridge'");
@@ -629,6 +637,7 @@ describe("reset quirks", () => {
       [0x8086, 0x1502],
       [0x8086, 0x1503],
       [0x14c3, 0x0616],
+      [0x14c3, 0x7925],
     ] as const) {
       assert.deepEqual(flagsOf({ vendor, device }).flags, ["PCI_DEV_FLAGS_NO_FLR_RESET"]);
     }
@@ -666,7 +675,7 @@ describe("reset quirks", () => {
     assert.deepEqual(flagsOf({ vendor: 0x15b3, device: 0xcb85 }, below).flags, []);
   });
 
-  test("NO_BUS_RESET: NVIDIA 0x2340 mask, Atheros, Cavium, TI", () => {
+  test("NO_BUS_RESET: NVIDIA 0x2340 mask and GB10, Atheros, QCOM, Cavium, TI, ASMedia", () => {
     const NO_BUS = ["PCI_DEV_FLAGS_NO_BUS_RESET"];
     for (const device of [0x2340, 0x2341, 0x237f]) {
       assert.deepEqual(flagsOf({ vendor: 0x10de, device }).flags, NO_BUS);
@@ -680,6 +689,18 @@ describe("reset quirks", () => {
     assert.deepEqual(flagsOf({ vendor: 0x168c, device: 0x0031 }).flags, []);
     assert.deepEqual(flagsOf({ vendor: 0x177d, device: 0xa100 }).flags, NO_BUS);
     assert.deepEqual(flagsOf({ vendor: 0x104c, device: 0xb005 }).flags, NO_BUS);
+    // 6.12.117: NVIDIA GB10 root ports, QCOM WCN6855/WCN7850/SDX62, ASMedia ASM1164
+    for (const [vendor, device] of [
+      [0x10de, 0x22ce],
+      [0x10de, 0x22d0],
+      [0x17cb, 0x1103],
+      [0x17cb, 0x1107],
+      [0x17cb, 0x0308],
+      [0x1b21, 0x1164],
+    ] as const) {
+      assert.deepEqual(flagsOf({ vendor, device }).flags, NO_BUS);
+    }
+    assert.deepEqual(flagsOf({ vendor: 0x17cb, device: 0x1104 }).flags, []);
     assert.match(
       flagsOf({ vendor: 0x10de, device: 0x2342 }).notes[0] ?? "",
       /^quirk_nvidia_no_bus_reset: /,

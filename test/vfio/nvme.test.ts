@@ -90,14 +90,16 @@ describe("QEMU NVMe controller registers", () => {
     assert.equal(reg(0x1c), 1 | (2 << 2));
   });
 
-  test("VFIO_DEVICE_RESET returns the controller to its defaults", async () => {
+  test("VFIO_DEVICE_RESET clears CC, CSTS and INTMS; AQA, ASQ and ACQ keep their values", async () => {
     const { p, dev, reg, reg64, set, configure } = await nvme();
-    configure();
+    configure(0x30000n);
     set(0x14, CC_ENTRY_SIZES | CC_EN);
+    set(0x0c, 0x1);
     assert.equal(reg(0x1c), 1);
     assert.equal(p.sys.ioctl(dev, U.VFIO_DEVICE_RESET, 0n), 0);
     p.writeLe(dev, 7, R.PCI_COMMAND, 2, R.PCI_COMMAND_MEMORY);
-    assert.deepEqual([reg(0x14), reg(0x1c), reg(0x24), reg64(0x28)], [0, 0, 0, 0n]);
+    assert.deepEqual([reg(0x14), reg(0x1c), reg(0x0c)], [0, 0, 0]);
+    assert.deepEqual([reg(0x24), reg64(0x28), reg64(0x30)], [(31 << 16) | 31, 0x30000n, 0x20000n]);
     assert.equal(reg(0x08), 0x10400);
   });
 });

@@ -43,7 +43,8 @@ export type ReasonCode =
   | "ACS_BY_QUIRK"
   | "NO_GROUP"
   | "UNKNOWN_CAPS"
-  | "PARTITIONABLE_ENDPOINT";
+  | "PARTITIONABLE_ENDPOINT"
+  | "VFIO_NOIOMMU";
 
 export interface GroupEdge {
   code: ReasonCode;
@@ -69,9 +70,12 @@ export class IommuGroup {
   domain: IommuDomain | null = null;
   defaultDomain: IommuDomain | null = null;
   blockingDomain: IommuDomain | null = null;
+  /** iommu_group_set_name(): the sysfs `name` attribute, when a creator gives one. */
+  name: string | null = null;
   constructor(
     readonly id: number,
-    readonly unit: IommuUnitDesc,
+    /** Null for a group no IOMMU stands behind (VFIO's no-IOMMU groups). */
+    readonly unit: IommuUnitDesc | null,
     /** The unit's driver (dev_iommu_ops); null for a unit no modelled driver handles. */
     readonly ops: IommuOps | null,
   ) {}
@@ -198,6 +202,25 @@ export class IommuSubsystem {
   allocGroup(unit: IommuUnitDesc): IommuGroup {
     const g = new IommuGroup(this.allocId(), unit, this.drivers.ops(unit));
     this.groups.set(g.id, g);
+    return g;
+  }
+
+  /**
+   * iommu_group_alloc() + iommu_group_set_name() + iommu_group_add_device() for a device
+   * no IOMMU covers (VFIO's no-IOMMU mode): a group from the same IDA, with no unit, no
+   * driver and no domain.
+   */
+  addDeviceToNewGroup(dev: PciDev, name: string): IommuGroup {
+    const g = new IommuGroup(this.allocId(), null, null);
+    g.name = name;
+    g.devices.push(dev);
+    g.edges.push({
+      code: "VFIO_NOIOMMU",
+      dev: dev.name,
+      text: `${name}: no IOMMU, a group of its own`,
+    });
+    this.groups.set(g.id, g);
+    this.groupOfDev.set(dev, g);
     return g;
   }
 

@@ -1,7 +1,8 @@
 /**
  * IOMMU objects in sysfs (drivers/iommu/iommu.c group attributes, iommu-sysfs.c class
  * devices, intel/iommu.c and amd/init.c unit attributes; Linux 6.12):
- * /sys/kernel/iommu_groups/N/{type,reserved_regions,devices/*} and
+ * /sys/kernel/iommu_groups/N/{type,reserved_regions,devices/*} (and `name` for a named group:
+ * VFIO's no-IOMMU groups, whose type is "unknown" for want of a default domain) and
  * /sys/class/iommu/<unit> → /sys/devices/virtual/iommu/<unit> with the VT-d registers.
  */
 import type { IommuUnitDesc } from "../../machine/hw.js";
@@ -46,7 +47,9 @@ export class IommuSysfs {
   addGroup(g: IommuGroup, devicePath: (d: PciDev) => string): void {
     const dir = IommuSysfs.groupPath(g);
     this.vfs.dir(`${dir}/devices`);
-    this.vfs.add(`${dir}/type`, { kind: "attr", show: () => `${this.defaultType}\n` });
+    const type = g.unit ? this.defaultType : "unknown";
+    this.vfs.add(`${dir}/type`, { kind: "attr", show: () => `${type}\n` });
+    if (g.name) this.vfs.add(`${dir}/name`, { kind: "attr", show: () => `${g.name}\n` });
     this.vfs.add(`${dir}/reserved_regions`, {
       kind: "attr",
       show: () =>
@@ -57,6 +60,11 @@ export class IommuSysfs {
           .join(""),
     });
     for (const d of g.devices) this.addMember(g, d, devicePath);
+  }
+
+  /** The group's kobject goes with its last device. */
+  removeGroup(g: IommuGroup): void {
+    this.vfs.remove(IommuSysfs.groupPath(g));
   }
 
   addMember(g: IommuGroup, d: PciDev, devicePath: (d: PciDev) => string): void {

@@ -387,11 +387,14 @@ export function iommufdCtxHasGroup(ctx: IommufdCtx | null, group: IommuGroup | n
 
 /**
  * iommufd_get_hw_info(): the driver's block, cut to the user's data_len and zero-filled
- * past what the driver has; data_len comes back as the driver's length.
+ * past what the driver has; data_len comes back as the driver's length. Since 6.12.117
+ * the first byte of the old u32 __reserved is out_max_pasid_log2, an output: ignored on
+ * the way in, and 0 on the way out (no modelled IOMMU driver enables PASID, so
+ * dev->iommu->max_pasids is 0 and neither PCI_PASID capability bit is reported).
  */
 export function iommufdGetHwInfo(ucmd: Ucmd): number {
   const cmd = ucmd.decode(U.iommu_hw_info);
-  if (cmd.flags || cmd.__reserved) return err("EOPNOTSUPP");
+  if (cmd.flags || cmd.__reserved0 || cmd.__reserved1 || cmd.__reserved2) return err("EOPNOTSUPP");
   const idev = iommufdGetDevice(ucmd.ctx, cmd.dev_id);
   if (typeof idev === "number") return idev;
   const rc = getHwInfo(ucmd, idev, cmd);
@@ -427,5 +430,6 @@ function getHwInfo(
   cmd.out_capabilities = capable(idev.dev, "dirty-tracking")
     ? BigInt(U.IOMMU_HW_CAP_DIRTY_TRACKING)
     : 0n;
+  cmd.out_max_pasid_log2 = 0;
   return ucmd.respond(U.iommu_hw_info.encode(cmd));
 }

@@ -13,6 +13,7 @@
  * devices that have it: those devices then do non-coherent DMA although KVM, which asks the
  * device and not the HWPT, counts them as coherent (vfio_file_enforced_coherent()).
  */
+import { PAGE_SIZE } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
 import * as U from "../../uapi/iommufd.js";
 import type { Task } from "../core/task.js";
@@ -302,11 +303,15 @@ export function iommufdHwptSetDirtyTracking(ucmd: Ucmd): number {
   return rc;
 }
 
-/** iommufd_check_iova_range() */
+/**
+ * iommufd_check_iova_range(), with the zero-length check 6.12's stable updates added (as
+ * 6.12.117 has it: EINVAL before the overflow checks).
+ */
 function checkIovaRange(
   iovaAlignment: bigint,
   b: ReturnType<typeof U.iommu_hwpt_get_dirty_bitmap.decode>,
 ): number {
+  if (!b.length) return err("EINVAL");
   const last = b.iova + b.length - 1n;
   if (last > ULONG_MAX || last < 0n) return err("EOVERFLOW");
   if (b.iova & (iovaAlignment - 1n) || (last + 1n) & (iovaAlignment - 1n)) return err("EINVAL");
@@ -365,13 +370,26 @@ function readAndClearDirty(
   return bad ? err("EFAULT") : 0;
 }
 
-/** iommufd_hwpt_invalidate(): entry_num always comes back as the number handled. */
+/* 6.12.117: an arbitrary entry_num cap, far above any realistic invalidation batch */
+const IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX = 1 << 19;
+
+/**
+ * iommufd_hwpt_invalidate(): entry_num always comes back as the number handled. Since
+ * 6.12.117 entry_len above PAGE_SIZE or entry_num above 2^19 is EINVAL.
+ */
 export function iommufdHwptInvalidate(ucmd: Ucmd): number {
   const cmd = ucmd.decode(U.iommu_hwpt_invalidate);
   let done = 0;
   let rc: number;
   if (cmd.__reserved) rc = err("EOPNOTSUPP");
-  else if (cmd.entry_num && (!cmd.data_uptr || !cmd.entry_len)) rc = err("EINVAL");
+  else if (
+    cmd.entry_num &&
+    (!cmd.data_uptr ||
+      !cmd.entry_len ||
+      cmd.entry_len > PAGE_SIZE ||
+      cmd.entry_num > IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX)
+  )
+    rc = err("EINVAL");
   else {
     const obj = ucmd.ctx.getObject(cmd.hwpt_id, "hwpt_nested");
     if (typeof obj === "number") rc = obj;

@@ -237,7 +237,7 @@ const IOCTL_OPS: IoctlOp[] = [
   op(U.IOMMU_OPTION, (u) => iommufdOption(u), U.iommu_option, "val64"),
   op(U.IOMMU_VFIO_IOAS, iommufdVfioIoas, U.iommu_vfio_ioas, "__reserved"),
   op(U.IOMMU_HWPT_ALLOC, iommufdHwptAlloc, U.iommu_hwpt_alloc, "__reserved"),
-  op(U.IOMMU_GET_HW_INFO, iommufdGetHwInfo, U.iommu_hw_info, "__reserved"),
+  op(U.IOMMU_GET_HW_INFO, iommufdGetHwInfo, U.iommu_hw_info, "__reserved2"),
   op(
     U.IOMMU_HWPT_SET_DIRTY_TRACKING,
     iommufdHwptSetDirtyTracking,

@@ -19,6 +19,9 @@
  *   and iova_pgsizes is every page size when no domain is attached;
  * - DMA_CC_IOMMU asks the IOAS's HWPTs (1 when none exists yet); NOIOMMU is reported with
  *   CONFIG_VFIO_NOIOMMU; UPDATE_VADDR and TYPE1_NESTING are 0;
+ * - no-IOMMU mode (a VFIO no-IOMMU group set on the context, before any compat IOAS):
+ *   TYPE1, TYPE1v2 and UNMAP_ALL are 0 (6.12.117), SET_IOMMU takes only NOIOMMU (EPERM
+ *   without CAP_SYS_RAWIO) and no compat IOAS is created for a group;
  * - pinned memory is charged to the mm (locked_vm), as VFIO does.
  */
 import { err } from "../../uapi/errno.js";
@@ -168,7 +171,7 @@ function checkExtension(ctx: IommufdCtx, type: bigint): number {
     case BigInt(V.VFIO_TYPE1_IOMMU):
     case BigInt(V.VFIO_TYPE1v2_IOMMU):
     case BigInt(V.VFIO_UNMAP_ALL):
-      return 1;
+      return ctx.noIommuMode ? 0 : 1;
     case BigInt(V.VFIO_NOIOMMU_IOMMU):
       return ctx.sys.config.vfioNoiommu ? 1 : 0;
     case BigInt(V.VFIO_DMA_CC_IOMMU):

@@ -1,10 +1,12 @@
 /**
- * PCI Access Control Services, drivers/pci/pci.c (Linux 6.12.19):
+ * PCI Access Control Services, drivers/pci/pci.c (Linux 6.12.117):
  * pci_acs_enabled / pci_acs_flags_enabled / pci_acs_path_enabled decide isolation, and
  * pci_enable_acs (from pci_acs_init) programs the control register at enumeration:
  * device-specific enable quirks first, else pci_std_enable_acs (SV, RR, CR, UF; TB only
  * for external-facing/untrusted ports or with ATS disabled), then the
- * pci=disable_acs_redir= and pci=config_acs= command-line overrides.
+ * pci=disable_acs_redir= and pci=config_acs= command-line overrides. Since 6.12.117 an
+ * override sets the whole control register: bits outside its mask go back to the firmware
+ * value (the kernel's own enabling is dropped), bits inside it take the given flags.
  *
  * Each decision is returned as an AcsVerdict so explanations carry the exact reason.
  */
@@ -160,20 +162,20 @@ export function pciEnableAcs(dev: PciDev, cmdline: AcsCmdline): void {
   let ctrl = fw;
   if (enable) ctrl |= cap & (R.PCI_ACS_SV | R.PCI_ACS_RR | R.PCI_ACS_CR | R.PCI_ACS_UF);
   // __pci_config_acs(): a device quirk may handle the request itself (Intel SPT keeps its
-  // control in a dword); otherwise bits under `mask` come back from the firmware value and
-  // `flags` are or-ed in — with these very arguments for disable_acs_redir, as 6.12 does.
+  // control in a dword); otherwise ctrl = (fw_ctrl & ~mask) | (flags & mask).
   const apply = (mask: number, flags: number) => {
     if (pciDevSpecificDisableAcsRedir(dev)) return;
-    ctrl = ((ctrl & ~mask) | (fw & mask) | flags) & 0xffff;
+    ctrl = ((fw & ~mask) | (flags & mask)) & 0xffff;
   };
   const redir = R.PCI_ACS_RR | R.PCI_ACS_CR | R.PCI_ACS_EC;
   if (matchesAny(dev, cmdline.disableAcsRedir)) {
     apply(redir, ~redir & 0xffff);
     dev.notes.push("pci=disable_acs_redir matched: ACS control reprogrammed");
   }
-  for (const { mask, flags, devices } of cmdline.configAcs) {
-    if (!matchesAny(dev, devices)) continue;
-    apply(mask, flags);
+  // The first entry naming the device decides.
+  const rule = cmdline.configAcs.find((r) => matchesAny(dev, [r.device]));
+  if (rule) {
+    apply(rule.mask, rule.flags);
     dev.notes.push(
       `pci=config_acs matched: ACS control set to 0x${ctrl.toString(16).padStart(4, "0")}`,
     );
@@ -183,7 +185,8 @@ export function pciEnableAcs(dev: PciDev, cmdline: AcsCmdline): void {
 
 export interface AcsCmdline {
   disableAcsRedir: string[];
-  configAcs: { mask: number; flags: number; devices: string[] }[];
+  /** pci=config_acs= entries in order: `flags@device`, mask and flags bit 0 = SV. */
+  configAcs: { mask: number; flags: number; device: string }[];
 }
 
 /** pci_dev_str_match() for the two forms people use: [dddd:]bb:dd.f and pci:vvvv:dddd. */

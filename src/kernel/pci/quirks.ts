@@ -7,7 +7,9 @@
  * pci_add_dma_alias() and pcie_reset_flr()'s probe follow drivers/pci/pci.c (6.12). Tables keep
  * the kernel's order, which decides the answer when several entries match.
  *
- * Entries marked "6.12.y" are stable backports absent from v6.12.0 (present by 6.12.16).
+ * The tables are those of Linux 6.12.117, the kernel the oracle runs. Entries marked "6.12.y"
+ * are stable backports absent from v6.12.0 (present by 6.12.16); "6.12.117" marks those
+ * that arrived after 6.12.19.
  * The out-of-tree `pcie_acs_override=` option follows archlinux/aur add-acs-overrides.patch.
  */
 import {
@@ -47,6 +49,7 @@ import type { PciDev } from "./pci.js";
 
 /* include/linux/pci_ids.h; the ones quirks.c writes as literals are named here. */
 export const PCI_ANY_ID = 0xffff;
+export const PCI_VENDOR_ID_LOONGSON = 0x0014;
 export const PCI_VENDOR_ID_SOLIDIGM = 0x025e;
 export const PCI_VENDOR_ID_ATI = 0x1002;
 export const PCI_VENDOR_ID_AMD = 0x1022;
@@ -228,6 +231,7 @@ const qcomRpAcs = claimsSvRrCrUf("pci_quirk_qcom_rp_acs");
 const nxpRpAcs = claimsSvRrCrUf("pci_quirk_nxp_rp_acs");
 const xgeneAcs = claimsSvRrCrUf("pci_quirk_xgene_acs");
 const brcmAcs = claimsSvRrCrUf("pci_quirk_brcm_acs");
+const loongsonAcs = claimsSvRrCrUf("pci_quirk_loongson_acs");
 
 /* Root ports Intel listed (Red Hat bz 1037684) as isolating without an ACS capability. */
 // prettier-ignore
@@ -401,8 +405,8 @@ const PCI_DEV_ACS_ENABLED: readonly AcsEntry[] = [
   /* I219 */
   ...acsEntries(PCI_VENDOR_ID_INTEL, [0x15b7, 0x15b8], mfEndpointAcs),
   { vendor: PCI_VENDOR_ID_INTEL, device: PCI_ANY_ID, quirk: rciepAcs },
-  /* QCOM QDF2xxx root ports, then the SA8775P root port */
-  ...acsEntries(PCI_VENDOR_ID_QCOM, [0x0400, 0x0401, 0x0115], qcomRpAcs),
+  /* QCOM QDF2xxx root ports, the SA8775P root port, then Hamoa and Glymur (6.12.117) */
+  ...acsEntries(PCI_VENDOR_ID_QCOM, [0x0400, 0x0401, 0x0115, 0x0111, 0x0120], qcomRpAcs),
   /* HXT SD4800 root ports: same ACS design as QCOM QDF2xxx */
   { vendor: PCI_VENDOR_ID_HXT, device: 0x0401, quirk: qcomRpAcs },
   /* Intel PCH root ports */
@@ -427,6 +431,12 @@ const PCI_DEV_ACS_ENABLED: readonly AcsEntry[] = [
     mfEndpointAcs,
   ),
   { vendor: PCI_VENDOR_ID_BROADCOM, device: 0xd714, quirk: brcmAcs },
+  /* Loongson PCIe root ports, 6.12.117 */
+  ...acsEntries(
+    PCI_VENDOR_ID_LOONGSON,
+    [0x3c09, 0x3c19, 0x3c29, 0x7a09, 0x7a19, 0x7a29, 0x7a39, 0x7a49, 0x7a59, 0x7a69],
+    loongsonAcs,
+  ),
   /* Amazon Annapurna Labs */
   { vendor: PCI_VENDOR_ID_AMAZON_ANNAPURNA_LABS, device: 0x0031, quirk: alAcs },
   /* Zhaoxin multi-function devices */
@@ -922,6 +932,8 @@ const SWITCHTEC_IDS: readonly number[] = [
 
 /* In quirks.c order within each pass; pci_fixup_device() runs early, then header, then final. */
 const PCI_FIXUPS: readonly Fixup[] = [
+  // NVIDIA GB10 root ports: the link may not retrain after a bus reset, 6.12.117
+  ...fixups("header", PCI_VENDOR_ID_NVIDIA, [0x22ce, 0x22d0], quirkNoBusReset),
   ...fixups("header", PCI_VENDOR_ID_NVIDIA, [PCI_ANY_ID], quirkNvidiaNoBusReset),
   // Atheros AR9xxx and QCA988x vanish after a bus reset
   ...fixups(
@@ -930,10 +942,14 @@ const PCI_FIXUPS: readonly Fixup[] = [
     [0x0030, 0x0032, 0x003c, 0x0033, 0x0034, 0x003e],
     quirkNoBusReset,
   ),
+  // QCOM WCN6855, WCN7850, SDX62/SDX65 likewise, 6.12.117
+  ...fixups("header", PCI_VENDOR_ID_QCOM, [0x1103, 0x1107, 0x0308], quirkNoBusReset),
   // Cavium CN8xxx root port: config accesses to the child may fail after a bus reset
   ...fixups("header", PCI_VENDOR_ID_CAVIUM, [0xa100], quirkNoBusReset),
   // TI KeyStone C667X disables its LTSSM on Secondary Bus Reset
   ...fixups("header", PCI_VENDOR_ID_TI, [0xb005], quirkNoBusReset),
+  // ASMedia ASM1164 fails to retrain after a bus reset, 6.12.117
+  ...fixups("header", PCI_VENDOR_ID_ASMEDIA, [0x1164], quirkNoBusReset),
   // AMD/ATI GPUs advertise NoSoftRst- yet D3hot->D0 leaves them untouched
   ...fixups("header", PCI_VENDOR_ID_ATI, [PCI_ANY_ID], quirkNoPmReset, PCI_CLASS_DISPLAY_VGA),
   // Mellanox Spectrum-1..4: same NoSoftRst- claim
@@ -970,6 +986,7 @@ const PCI_FIXUPS: readonly Fixup[] = [
   ...fixups("early", PCI_VENDOR_ID_AMD, [0x1487, 0x148c, 0x149c, 0x7901], quirkNoFlr),
   ...fixups("early", PCI_VENDOR_ID_INTEL, [0x1502, 0x1503], quirkNoFlr),
   ...fixups("early", PCI_VENDOR_ID_MEDIATEK, [0x0616], quirkNoFlr), // MT7922, 6.12.y
+  ...fixups("early", PCI_VENDOR_ID_MEDIATEK, [0x7925], quirkNoFlr), // MT7925, 6.12.117
   ...fixups("early", PCI_VENDOR_ID_SOLIDRUN, [0x1000], quirkNoFlrSnet),
   ...fixups(
     "final",
@@ -978,11 +995,11 @@ const PCI_FIXUPS: readonly Fixup[] = [
     quirkSwitchtecNtbDmaAlias,
     PCI_CLASS_BRIDGE_OTHER,
   ),
-  // Microchip PCI100x, 6.12.y
+  // Microchip PCI100x, 6.12.y (PCI1008XG4: 6.12.117)
   ...fixups(
     "final",
     PCI_VENDOR_ID_EFAR,
-    [0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x1006],
+    [0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x1006, 0x1008],
     quirkSwitchtecNtbDmaAlias,
     PCI_CLASS_BRIDGE_OTHER,
   ),

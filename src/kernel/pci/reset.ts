@@ -240,9 +240,43 @@ function secondaryBusReset(bridge: PciDev): number {
   const ctrl = bridge.read16(R.PCI_BRIDGE_CONTROL);
   bridge.write16(R.PCI_BRIDGE_CONTROL, ctrl | R.PCI_BRIDGE_CTL_BUS_RESET);
   bridge.write16(R.PCI_BRIDGE_CONTROL, ctrl & ~R.PCI_BRIDGE_CTL_BUS_RESET);
-  // pci_bridge_wait_for_secondary_bus(): every function below answers again.
+  return waitForSecondaryBus(bridge);
+}
+
+/**
+ * pci_bridge_wait_for_secondary_bus(): nothing to wait for below a bus whose functions have
+ * no PM capability (pci_bus_max_d3cold_delay: d3cold_delay is set by pci_pm_init only);
+ * a downstream port that reports Data Link Layer Link Active (LNKCAP DLLLARC) must show
+ * the link up (LNKSTA DLLLA) — before the functions' poll when it runs above 5 GT/s
+ * (pcie_wait_for_link_delay, pcie_failed_link_retrain cannot bring it up without DLLLA),
+ * after it otherwise — or the reset is ENOTTY; then every function below answers again.
+ */
+function waitForSecondaryBus(bridge: PciDev): number {
   const bus = bridge.subordinate;
-  return bus && bus.devices.some((d) => devWait(d)) ? ENOTTY : 0;
+  if (!bus || !bus.devices.some((d) => pciPmCap(d))) return 0;
+  const answers = () => (bus.devices.some((d) => devWait(d)) ? ENOTTY : 0);
+  if (!bridge.isPcie()) return 0;
+  if (!bridge.isDownstreamPort()) return 0;
+  const reporting = !!(pcieCapabilityRead32(bridge, R.PCI_EXP_LNKCAP) & R.PCI_EXP_LNKCAP_DLLLARC);
+  const linkUp = !!(pcieCapabilityRead16(bridge, R.PCI_EXP_LNKSTA) & R.PCI_EXP_LNKSTA_DLLLA);
+  if (pcieSpeedCapAtMost5GT(bridge)) {
+    if (!answers()) return 0;
+    return reporting && linkUp ? answers() : ENOTTY;
+  }
+  if (reporting && !linkUp) return ENOTTY;
+  return answers();
+}
+
+/** pcie_get_speed_cap(dev) <= PCIE_SPEED_5_0GT (an unknown speed counts as faster). */
+function pcieSpeedCapAtMost5GT(dev: PciDev): boolean {
+  const cap2 = pcieCapabilityRead32(dev, R.PCI_EXP_LNKCAP2);
+  if (cap2)
+    return (
+      !(cap2 & R.PCI_EXP_LNKCAP2_SLS_ABOVE_5_0GB) &&
+      !!(cap2 & (R.PCI_EXP_LNKCAP2_SLS_2_5GB | R.PCI_EXP_LNKCAP2_SLS_5_0GB))
+    );
+  const sls = pcieCapabilityRead32(dev, R.PCI_EXP_LNKCAP) & R.PCI_EXP_LNKCAP_SLS;
+  return sls === R.PCI_EXP_LNKCAP_SLS_2_5GB || sls === R.PCI_EXP_LNKCAP_SLS_5_0GB;
 }
 
 /**

@@ -4,6 +4,16 @@
  * VFIO_SET_IOMMU picks the first registered backend that accepts the type and attaches
  * every group; other ioctls go to the backend, or fail EINVAL before one is set. When the
  * last group leaves, the backend is released and the container is empty again.
+ *
+ * No-IOMMU (CONFIG_VFIO_NOIOMMU): the "vfio-noiommu" backend (vfio_noiommu_ops) is registered
+ * at init, before any other. A container holds either no-IOMMU groups or normal ones
+ * (vfio_container_attach_group: EPERM for the other kind, and EPERM for a no-IOMMU group
+ * without CAP_SYS_RAWIO); vfio_iommu_driver_allowed() lets a no-IOMMU container use only
+ * that backend and any other container every backend but it (CHECK_EXTENSION with groups
+ * attached, and SET_IOMMU). The backend answers CHECK_EXTENSION(VFIO_NOIOMMU_IOMMU) with
+ * vfio.enable_unsafe_noiommu_mode, opens only for that type and with CAP_SYS_RAWIO (EPERM),
+ * and has no other ioctl (ENOTTY: no MAP_DMA, no GET_INFO). A device of a no-IOMMU group
+ * opens only with CAP_SYS_RAWIO (vfio_group_use_container).
  */
 import { err } from "../../uapi/errno.js";
 import * as U from "../../uapi/vfio.js";
@@ -40,6 +50,25 @@ export class VfioIommuDrivers {
     this.list.unshift(ops);
     return 0;
   }
+}
+
+/** vfio_noiommu_ops; `enabled` reads vfio_noiommu (the module parameter). */
+export function vfioNoiommuOps(enabled: () => boolean): VfioIommuDriverOps<null> {
+  return {
+    name: "vfio-noiommu",
+    open(arg, task) {
+      if (arg !== U.VFIO_NOIOMMU_IOMMU) return err("EINVAL");
+      return task.capable("CAP_SYS_RAWIO") ? null : err("EPERM");
+    },
+    release() {},
+    ioctl(_data, _task, cmd, arg) {
+      if (cmd === U.VFIO_CHECK_EXTENSION)
+        return enabled() && arg === BigInt(U.VFIO_NOIOMMU_IOMMU) ? 1 : 0;
+      return err("ENOTTY");
+    },
+    attachGroup: () => 0,
+    detachGroup() {},
+  };
 }
 
 export function containerOps(drivers: VfioIommuDrivers): FileOperations<VfioContainer> {

@@ -9,7 +9,8 @@
  * handed to the device at bind (so FILE_ADD must come first). A bound file then attaches the
  * device to an IOAS or HWPT (a second attach replaces) and detaches it; closing the file
  * unbinds. A group-obtained device file cannot bind (EINVAL) nor use the ATTACH/DETACH
- * requests (they go to the driver, which does not know them).
+ * requests (they go to the driver, which does not know them). A no-IOMMU device has the class
+ * device but no node (vfio.h vfio_device_add: "cdev does not support noiommu device").
  */
 import { err } from "../../uapi/errno.js";
 import * as U from "../../uapi/vfio.js";
@@ -32,12 +33,13 @@ export class VfioCdev {
     vfs.dir("/sys/class/vfio-dev");
   }
 
-  /** vfio_device_add() → cdev_device_add(): the node and the class device. */
-  add(vdev: RegisteredDevice): void {
+  /** vfio_device_add(): cdev_device_add(), the node and the class device, or device_add(). */
+  add(vdev: RegisteredDevice, node: boolean): void {
     const name = `vfio${vdev.index}`;
-    this.vfs.devices.set(`/dev/vfio/devices/${name}`, {
-      open: (task, flags) => this.open(vdev, task, flags),
-    });
+    if (node)
+      this.vfs.devices.set(`/dev/vfio/devices/${name}`, {
+        open: (task, flags) => this.open(vdev, task, flags),
+      });
     const parent = this.devicePath(vdev.pdev);
     if (!parent) return;
     const dir = `${parent}/vfio-dev/${name}`;

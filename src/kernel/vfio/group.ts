@@ -4,6 +4,10 @@
  * a device of the group is open through its cdev; GET_STATUS, SET_CONTAINER,
  * UNSET_CONTAINER and GET_DEVICE_FD with their errno order; closing the group detaches it
  * from its container (device fds hold a reference to the group file, so that waits for them).
+ *
+ * A no-IOMMU group (VFIO_NO_IOMMU: vfio_noiommu_group_alloc, CONFIG_VFIO_NOIOMMU with
+ * vfio.enable_unsafe_noiommu_mode) is /dev/vfio/noiommu-N (vfio_create_group's name) and
+ * opens only with CAP_SYS_RAWIO (vfio_group_fops_open: EPERM, before the EBUSY checks).
  */
 import { err } from "../../uapi/errno.js";
 import * as U from "../../uapi/vfio.js";
@@ -31,12 +35,18 @@ export class VfioGroup {
   kvm: unknown = null;
   /** Devices of this group open through their cdev. */
   cdevDeviceOpenCnt = 0;
-  readonly noiommu = false;
 
   constructor(
     /** Null once the last device left (vfio_device_remove_group). */
     public iommuGroupOrNull: IommuGroup | null,
+    /** group->type == VFIO_NO_IOMMU: a fake IOMMU group for a device no IOMMU covers. */
+    readonly noiommu = false,
   ) {}
+
+  /** The device node's name under /dev/vfio (dev_set_name in vfio_create_group). */
+  get nodeName(): string {
+    return `${this.noiommu ? "noiommu-" : ""}${this.iommuGroup.id}`;
+  }
 
   get iommuGroup(): IommuGroup {
     return this.iommuGroupOrNull as IommuGroup;

@@ -6,6 +6,12 @@
  * the core (vfio_main.ts, group.ts, container.ts) knows them only through these types.
  */
 import type { Hardware } from "../../machine/hw.js";
+import { err } from "../../uapi/errno.js";
+import {
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+} from "../../uapi/vfio.js";
 import type { PageAllocator } from "../core/page_alloc.js";
 import type { Task } from "../core/task.js";
 import type { IommuGroup } from "../iommu/iommu.js";
@@ -46,6 +52,8 @@ export interface VfioDevice {
   openCount: number;
   /** The KVM instance sampled at first open (vfio_device_get_kvm_safe). */
   kvm: unknown;
+  /** Bound through its cdev (device->cdev_opened). */
+  cdevOpened?: boolean;
 }
 
 /** struct vfio_device_ops (the parts the model uses). */
@@ -61,6 +69,30 @@ export interface VfioDeviceOps {
   write?(vdev: VfioDevice, task: Task, data: Uint8Array, pos: bigint): number;
   /** Asked to give the device back while unregistration waits (count: the retry number). */
   request?(vdev: VfioDevice, count: number): void;
+  /**
+   * VFIO_DEVICE_FEATURE ids the core does not own: flags as given, data the user address
+   * after the header, argsz what is left of the user's argsz.
+   */
+  deviceFeature?(vdev: VfioDevice, task: Task, flags: number, data: bigint, argsz: number): number;
+}
+
+/**
+ * vfio_check_feature() (include/linux/vfio.h): 1 to go on with the GET or SET, 0 for a
+ * PROBE of a supported operation, -EINVAL for an unsupported one, a missing GET/SET, or
+ * argsz below the feature's data.
+ */
+export function vfioCheckFeature(
+  flags: number,
+  argsz: number,
+  supportedOps: number,
+  minsz: number,
+): number {
+  if (flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET) & ~supportedOps)
+    return err("EINVAL");
+  if (flags & VFIO_DEVICE_FEATURE_PROBE) return 0;
+  if (!(flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET))) return err("EINVAL");
+  if (argsz < minsz) return err("EINVAL");
+  return 1;
 }
 
 /** copy_from_user/copy_to_user on the caller's memory. */

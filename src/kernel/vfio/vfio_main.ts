@@ -7,7 +7,8 @@
  * pins the group file) or, for a group set on an iommufd and for a bound device cdev
  * (device_cdev.ts), binds the device to the iommufd (iommufd.ts); the driver's open_device
  * runs on the first open and close_device on the last, and every ioctl but BIND_IOMMUFD is
- * refused until access is granted.
+ * refused until access is granted. VFIO_DEVICE_FEATURE is the core's (vfio_ioctl_device_feature:
+ * header checks, its own migration/logging features, then the driver's device_feature).
  *
  * Unregistration (vfio_unregister_group_dev) takes the device off its group's list (no new
  * GET_DEVICE_FD) and its cdev away, then waits for the last device file to close
@@ -16,6 +17,21 @@
  * request goes out once, as the first of the 10-second retries does; the open files keep
  * working, and the rest (the group's removal with its last device, the vfioN index) follows
  * the last close, which also completes the driver's remove (pci/driver.ts: a blocked unbind).
+ *
+ * No-IOMMU mode (CONFIG_VFIO_NOIOMMU; vfio_main.c's vfio.enable_unsafe_noiommu_mode, read
+ * when a device registers): a device without an IOMMU group gets a group of its own
+ * (group.c vfio_group_find_or_alloc → vfio_noiommu_group_alloc: iommu_group_alloc() from
+ * the same IDA, named "vfio-noiommu", the device added to it; the kernel is tainted), its
+ * node /dev/vfio/noiommu-N, no device cdev (vfio.h vfio_device_add: device_add only, the
+ * class device without a node) and no IOMMU_CAP_CACHE_COHERENCY check; the IOMMU group goes
+ * when the device unregisters (vfio_device_remove_group). Without the mode, such a device
+ * fails to register (EINVAL). Set on an iommufd (group.c set_container →
+ * iommufd_vfio_compat_set_no_iommu), a no-IOMMU group's first device open is EPERM without
+ * CAP_SYS_RAWIO or once the iommufd has a compat IOAS (vfio_df_group_open); the device is
+ * then opened without binding to the iommufd nor attaching to an IOAS (iommufd.c
+ * vfio_df_iommufd_bind, vfio_iommufd_compat_attach_ioas, vfio_df_iommufd_unbind).
+ * These are 6.12.117's (the kernel the oracle records): 6.12.19's vfio_df_group_open
+ * returned a file it never opened, and its vfio_df_iommufd_bind did bind.
  */
 import { err } from "../../uapi/errno.js";
 import { O_RDWR } from "../../uapi/syscalls.js";
@@ -39,10 +55,13 @@ import type { VfioCdev } from "./device_cdev.js";
 import { groupOps, VfioGroup } from "./group.js";
 import {
   vfioIommufdCompatAttachIoas,
+  vfioIommufdDevice,
+  vfioIommufdDeviceHasCompatIoas,
+  vfioIommufdGetDevId,
   vfioIommufdPhysicalBind,
   vfioIommufdPhysicalUnbind,
 } from "./iommufd.js";
-import type { VfioDevice, VfioDeviceOps } from "./vfio.js";
+import { fromUser, type VfioDevice, type VfioDeviceOps } from "./vfio.js";
 
 /** struct vfio_device_file */
 export interface VfioDeviceFile {
@@ -63,12 +82,20 @@ export interface RegisteredDevice extends VfioDevice {
   /** vfio%d */
   index: number;
   registered: boolean;
-  /** Bound through its cdev (device->cdev_opened). */
-  cdevOpened?: boolean;
   /** Device files open on it (registration references held by files). */
   files: number;
   /** Set while vfio_unregister_group_dev() waits for the files: what follows the last close. */
   onReleased?: () => void;
+}
+
+/** What no-IOMMU mode needs from the kernel around VFIO. */
+export interface VfioNoiommu {
+  /** vfio_noiommu: vfio.enable_unsafe_noiommu_mode. */
+  enabled: boolean;
+  /** vfio_noiommu_group_alloc()'s IOMMU side, with the taint. */
+  groupAlloc(pdev: PciDev): IommuGroup;
+  /** iommu_group_remove_device(): the group goes with its only device. */
+  groupRemoveDevice(pdev: PciDev): void;
 }
 
 export class Vfio {
@@ -84,6 +111,8 @@ export class Vfio {
   iommufd: IommufdSubsystem | null = null;
   /** The device cdev (CONFIG_VFIO_DEVICE_CDEV): /dev/vfio/devices/vfioN. */
   cdev: VfioCdev | null = null;
+  /** CONFIG_VFIO_NOIOMMU: the mode and the fake IOMMU groups it makes. */
+  noiommu: VfioNoiommu | null = null;
 
   constructor(
     private readonly vfs: Vfs,
@@ -205,16 +234,19 @@ export class Vfio {
 
   /** vfio_register_group_dev(): -errno on failure. */
   registerGroupDev(pdev: PciDev, ops: VfioDeviceOps, priv: unknown): RegisteredDevice | number {
-    const ig = this.iommu.groupOf(pdev);
-    if (!ig) return err("EINVAL"); // no IOMMU group and no no-IOMMU mode
+    // vfio_group_find_or_alloc()
+    const found = this.iommu.groupOf(pdev);
+    const noiommu = !found && !!this.noiommu?.enabled;
+    const ig = found ?? (noiommu ? this.noiommu?.groupAlloc(pdev) : undefined);
+    if (!ig) return err("EINVAL");
     let index = 0;
     while (this.indices.has(index)) index++;
     let group = this.groups.get(ig);
     if (!group) {
-      group = new VfioGroup(ig);
+      group = new VfioGroup(ig, noiommu);
       this.groups.set(ig, group);
       const g = group;
-      this.vfs.devices.set(`/dev/vfio/${ig.id}`, {
+      this.vfs.devices.set(`/dev/vfio/${g.nodeName}`, {
         open: (task, flags) => this.openGroup(g, task, flags),
       });
     }
@@ -231,7 +263,7 @@ export class Vfio {
     };
     this.indices.add(index);
     group.devices.push(vdev);
-    this.cdev?.add(vdev);
+    this.cdev?.add(vdev, !noiommu);
     return vdev;
   }
 
@@ -248,6 +280,7 @@ export class Vfio {
     // vfio_device_remove_group(): the group goes with the last device to finish.
     const rest = () => {
       this.indices.delete(vdev.index);
+      if (g.noiommu) this.noiommu?.groupRemoveDevice(vdev.pdev);
       if (!g.devices.length && !g.releasing && !g.externalUsers) this.removeGroup(g);
     };
     if (!vdev.files) return rest();
@@ -270,14 +303,15 @@ export class Vfio {
   /** vfio_device_remove_group() of the last device: revoke the group's IOMMU group. */
   private removeGroup(g: VfioGroup): void {
     this.groups.delete(g.iommuGroup);
-    this.vfs.devices.delete(`/dev/vfio/${g.iommuGroup.id}`);
+    this.vfs.devices.delete(`/dev/vfio/${g.nodeName}`);
     if (g.container) groupDetachContainer(g, this.iommu);
     g.iommuGroupOrNull = null;
   }
 
   /** vfio_group_fops_open() */
-  private openGroup(g: VfioGroup, _task: Task, flags: number): File | number {
+  private openGroup(g: VfioGroup, task: Task, flags: number): File | number {
     if (!g.iommuGroupOrNull) return err("ENODEV");
+    if (g.noiommu && !task.capable("CAP_SYS_RAWIO")) return err("EPERM");
     if (g.cdevDeviceOpenCnt) return err("EBUSY");
     if (g.openedFile) return err("EBUSY");
     const f = new File(this.groupFops, g, flags);
@@ -291,10 +325,7 @@ export class Vfio {
     if (c) return containerAttachGroup(c, g, this.iommu, task);
     const ctx = this.iommufd ? this.iommufd.ctxFromFile(f) : err("EBADFD");
     if (typeof ctx === "number") return err("EBADFD");
-    const r =
-      g.noiommu && ctx.sys.config.vfioNoiommu
-        ? vfioCompatSetNoIommu(ctx)
-        : vfioCompatIoasCreate(ctx, task);
+    const r = g.noiommu ? vfioCompatSetNoIommu(ctx) : vfioCompatIoasCreate(ctx, task);
     if (r) {
       ctx.put();
       return r;
@@ -325,8 +356,16 @@ export class Vfio {
     if (!g.hasIommu()) return err("EINVAL");
     if (dev.openCount === 0) dev.kvm = g.kvm;
     df.iommufd = (g.iommufd as IommufdCtx | null) ?? null;
-    let r = this.dfOpen(df, task);
-    if (!r && df.iommufd && dev.openCount === 1) {
+    // No translation may have been asked for: no compat IOAS.
+    let r =
+      df.iommufd &&
+      g.noiommu &&
+      dev.openCount === 0 &&
+      (!task.capable("CAP_SYS_RAWIO") || vfioIommufdDeviceHasCompatIoas(df.iommufd))
+        ? err("EPERM")
+        : this.dfOpen(df, task);
+    // vfio_iommufd_compat_attach_ioas(): "compat noiommu does not need to do ioas attach"
+    if (!r && df.iommufd && !g.noiommu && dev.openCount === 1) {
       r = vfioIommufdCompatAttachIoas(dev, df.iommufd, task);
       if (r) this.dfClose(df);
     }
@@ -349,25 +388,26 @@ export class Vfio {
     dev.openCount++;
     if (dev.openCount !== 1) return 0;
     if (df.iommufd) {
-      // vfio_df_iommufd_bind() → vfio_iommufd_physical_bind()
-      const id = vfioIommufdPhysicalBind(this.iommu, dev, df.iommufd, task);
+      // vfio_df_iommufd_bind() → vfio_iommufd_physical_bind(); nothing for no-IOMMU
+      const noiommu = dev.group.noiommu;
+      const id = noiommu ? 0 : vfioIommufdPhysicalBind(this.iommu, dev, df.iommufd, task);
       if (id < 0) {
         dev.openCount--;
         return id;
       }
-      df.devid = id;
+      if (!noiommu) df.devid = id;
       const r = dev.ops.openDevice?.(dev, task) ?? 0;
       if (r) {
-        vfioIommufdPhysicalUnbind(dev);
+        if (!noiommu) vfioIommufdPhysicalUnbind(dev);
         dev.openCount--;
       }
       return r;
     }
     const g = dev.group;
     // vfio_device_group_use_iommu() → vfio_group_use_container()
-    if (!g.container?.driver) {
+    if (!g.container?.driver || (g.noiommu && !task.capable("CAP_SYS_RAWIO"))) {
       dev.openCount--;
-      return err("EINVAL");
+      return err(g.container?.driver ? "EPERM" : "EINVAL");
     }
     g.openedFile?.get();
     g.containerUsers++;
@@ -381,6 +421,16 @@ export class Vfio {
   }
 
   /**
+   * vfio_iommufd_get_dev_id(dev, vfio_iommufd_device_ictx(of)): dev's id in the iommufd `of`
+   * is bound to (a cdev-opened device always is), ENOENT when only its group is there,
+   * ENODEV otherwise.
+   */
+  iommufdDevId(dev: VfioDevice, of: VfioDevice): number {
+    const idev = vfioIommufdDevice(of);
+    return idev ? vfioIommufdGetDevId(this.iommu, dev, idev.ctx) : err("EINVAL");
+  }
+
+  /**
    * vfio_df_close(): the last close calls close_device, then unbinds from iommufd or lets
    * the group's container and file go.
    */
@@ -390,7 +440,7 @@ export class Vfio {
     if (dev.openCount !== 0) return;
     dev.ops.closeDevice?.(dev);
     if (df.iommufd) {
-      vfioIommufdPhysicalUnbind(dev);
+      if (!dev.group.noiommu) vfioIommufdPhysicalUnbind(dev);
       dev.kvm = null;
       return;
     }
@@ -426,6 +476,7 @@ export class Vfio {
           if (cmd === U.VFIO_DEVICE_ATTACH_IOMMUFD_PT) return this.cdev.attachPt(df, task, arg);
           if (cmd === U.VFIO_DEVICE_DETACH_IOMMUFD_PT) return this.cdev.detachPt(df, task, arg);
         }
+        if (cmd === U.VFIO_DEVICE_FEATURE) return vfioIoctlDeviceFeature(df.device, task, arg);
         return df.device.ops.ioctl(df.device, task, cmd, arg);
       },
       read: (file, task, out, pos) => {
@@ -460,4 +511,35 @@ export class Vfio {
       },
     };
   }
+}
+
+/** The features vfio_main.c owns: migration and DMA logging, each needing ops no driver has. */
+const CORE_FEATURES = new Set([
+  U.VFIO_DEVICE_FEATURE_MIGRATION,
+  U.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  U.VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  U.VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+  U.VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+  U.VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+]);
+
+/**
+ * vfio_ioctl_device_feature(): the header's flags checked (unknown bits, GET with SET
+ * without PROBE), then the feature: the migration and logging ones are ENOTTY before any
+ * other check (no mig_ops/log_ops: vfio-pci has none), the rest the driver's.
+ */
+function vfioIoctlDeviceFeature(dev: VfioDevice, task: Task, arg: bigint): number {
+  const S = U.vfio_device_feature;
+  const raw = fromUser(task, arg, S.size);
+  if (!raw) return err("EFAULT");
+  const { argsz, flags } = S.decode(raw);
+  if (argsz < S.size) return err("EINVAL");
+  const GET = U.VFIO_DEVICE_FEATURE_GET;
+  const SET = U.VFIO_DEVICE_FEATURE_SET;
+  if (flags & ~(U.VFIO_DEVICE_FEATURE_MASK | SET | GET | U.VFIO_DEVICE_FEATURE_PROBE))
+    return err("EINVAL");
+  if (!(flags & U.VFIO_DEVICE_FEATURE_PROBE) && flags & SET && flags & GET) return err("EINVAL");
+  if (CORE_FEATURES.has(flags & U.VFIO_DEVICE_FEATURE_MASK)) return err("ENOTTY");
+  if (!dev.ops.deviceFeature) return err("EINVAL");
+  return dev.ops.deviceFeature(dev, task, flags, arg + BigInt(S.size), argsz - S.size);
 }

@@ -24,8 +24,9 @@
  *
  * Reads return the register bytes little-endian at any size and alignment (QEMU logs
  * misaligned or sub-dword accesses and serves them); reads past the register file, the
- * doorbells included, return 0. A function reset (FLR, or a reset of the bus above)
- * returns every register to its power-on value (nvme_pci_reset).
+ * doorbells included, return 0. A function reset (FLR, or a reset of the bus above) clears
+ * CSTS, INTMS/INTMC and CC and drops the queues, but leaves AQA/ASQ/ACQ as written
+ * (nvme_pci_reset → nvme_ctrl_reset, which never touches them).
  *
  * Not modelled: command processing — the queues exist as state only; doorbell writes
  * are not acted on, so no command completes and no interrupt is raised.
@@ -90,15 +91,18 @@ export class NvmeController implements DeviceModel {
   /** The admin submission and completion queues exist (n->sq[0], n->cq[0]). */
   adminQueues = false;
 
+  /** Power-on: the registers nvme_init_ctrl sets, everything else 0. */
   constructor() {
-    this.functionReset();
-  }
-
-  /** nvme_pci_reset / power-on: the registers nvme_init_ctrl sets, everything else 0. */
-  functionReset(): void {
-    this.bar.fill(0);
     this.regs.setBigUint64(NVME_REG_CAP, initialCap(), true);
     this.regs.setUint32(NVME_REG_VS, NVME_SPEC_VER, true);
+  }
+
+  /**
+   * nvme_pci_reset → nvme_ctrl_reset(n, NVME_RESET_FUNCTION): the queues go, CSTS, INTMS,
+   * INTMC and CC are cleared; AQA, ASQ and ACQ keep what was last written.
+   */
+  functionReset(): void {
+    for (const r of [NVME_REG_CSTS, NVME_REG_INTMS, NVME_REG_INTMC, NVME_REG_CC]) this.setU32(r, 0);
     this.adminQueues = false;
   }
 

@@ -234,7 +234,12 @@ function acsMask(bits: AcsBitName[]): number {
 
 /** Write masks for the registers the kernel programs, found by walking the capabilities. */
 function allowSoftwareWrites(cs: ConfigSpace): void {
-  cs.allow(R.PCI_COMMAND, 2, 0x0547);
+  // Command: I/O, memory, bus master, SERR#, INTx disable; Parity Error Response reads 0,
+  // as on QEMU's devices (hw/pci/pci.c pci_init_wmask), which the recorded hosts are.
+  cs.allow(R.PCI_COMMAND, 2, 0x0507);
+  // Cache Line Size: read-write on every function (PCI 3.0 §6.2.4; PCIe 6.0 §7.5.1.1.7
+  // keeps it RW with no effect; pci_init_wmask too).
+  cs.allow(R.PCI_CACHE_LINE_SIZE, 1, 0xff);
   const hdr = cs.read(R.PCI_HEADER_TYPE, 1) & R.PCI_HEADER_TYPE_MASK;
   if (hdr === R.PCI_HEADER_TYPE_BRIDGE) {
     cs.allow(R.PCI_PRIMARY_BUS, 1, 0xff);

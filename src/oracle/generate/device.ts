@@ -315,5 +315,189 @@ export function generate(): GeneratedCase[] {
     );
     mk(s);
   }
+  // SET_IRQS on the e1000e (INTx, 1 MSI vector, 5 MSI-X vectors): ranges inside and across
+  // the vectors, growing and shrinking MSI-X, INTx masking by ioctl and by eventfd
+  {
+    const s = ready("nic-irq-edges", "SET_IRQS ranges, MSI-X growth, INTx mask/unmask", DEVICES[1]);
+    s.eventfd("e0");
+    s.eventfd("e1");
+    const EV = V.VFIO_IRQ_SET_DATA_EVENTFD;
+    const TRIG = V.VFIO_IRQ_SET_ACTION_TRIGGER;
+    const set = (
+      flags: number,
+      index: number,
+      start: number,
+      count: number,
+      note: string,
+      data: [string, string, string | number][] = [],
+    ) => s.ioctl("$d", "VFIO_DEVICE_SET_IRQS", irqSet(flags, index, start, count, data), { note });
+    const fds = (...f: (string | number)[]): [string, string, string | number][] =>
+      f.map((x, i) => ["s32", `fd${i}`, x]);
+    set(EV | TRIG, 2, 4, 1, "MSI-X vector 4 alone", fds("$e0"));
+    set(EV | TRIG, 2, 3, 2, "vectors 3-4", fds("$e0", "$e1"));
+    set(EV | TRIG, 2, 4, 2, "vectors 4-5: past the 5", fds("$e0", "$e1"));
+    set(EV | TRIG, 2, 0, 1, "vector 0 while 3-4 are on", fds("$e1"));
+    set(EV | TRIG, 2, 3, 1, "vector 3 off", fds(-1));
+    set(V.VFIO_IRQ_SET_DATA_NONE | TRIG, 2, 0, 5, "fire all 5");
+    set(V.VFIO_IRQ_SET_DATA_BOOL | TRIG, 2, 0, 2, "fire by bool", [
+      ["u8", "b0", 1],
+      ["u8", "b1", 0],
+    ]);
+    set(V.VFIO_IRQ_SET_DATA_NONE | V.VFIO_IRQ_SET_ACTION_MASK, 2, 0, 1, "mask an MSI-X vector");
+    s.pread("$d", Number(CONFIG) + 0xa2, 2, "MSI-X flags");
+    set(V.VFIO_IRQ_SET_DATA_NONE | TRIG, 2, 0, 0, "MSI-X off");
+    set(EV | TRIG, 1, 0, 2, "MSI: 2 vectors of 1", fds("$e0", "$e1"));
+    set(EV | TRIG, 1, 0, 1, "MSI: 1", fds("$e0"));
+    s.pread("$d", Number(CONFIG) + 0xd2, 2, "MSI flags");
+    set(V.VFIO_IRQ_SET_DATA_NONE | TRIG, 1, 0, 0, "MSI off");
+    set(EV | TRIG, 0, 0, 1, "INTx on", fds("$e0"));
+    set(EV | TRIG, 0, 1, 1, "INTx start 1", fds("$e0"));
+    set(V.VFIO_IRQ_SET_DATA_NONE | V.VFIO_IRQ_SET_ACTION_MASK, 0, 0, 1, "INTx mask");
+    s.pread("$d", Number(CONFIG) + 4, 4, "command/status while masked");
+    set(V.VFIO_IRQ_SET_DATA_NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, 0, 0, 1, "INTx unmask");
+    set(V.VFIO_IRQ_SET_DATA_BOOL | V.VFIO_IRQ_SET_ACTION_MASK, 0, 0, 1, "mask by bool 0", [
+      ["u8", "b0", 0],
+    ]);
+    set(EV | V.VFIO_IRQ_SET_ACTION_UNMASK, 0, 0, 1, "unmask eventfd", fds("$e1"));
+    set(EV | V.VFIO_IRQ_SET_ACTION_UNMASK, 0, 0, 1, "unmask eventfd again", fds("$e1"));
+    set(EV | V.VFIO_IRQ_SET_ACTION_UNMASK, 0, 0, 1, "unmask eventfd off", fds(-1));
+    set(EV | V.VFIO_IRQ_SET_ACTION_MASK, 0, 0, 1, "mask eventfd", fds("$e1"));
+    set(V.VFIO_IRQ_SET_DATA_NONE | TRIG, 0, 0, 1, "fire INTx");
+    set(V.VFIO_IRQ_SET_DATA_NONE | TRIG, 0, 0, 0, "INTx off");
+    set(V.VFIO_IRQ_SET_DATA_NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, 0, 0, 1, "unmask with INTx off");
+    s.pread("$d", Number(CONFIG) + 4, 4, "command/status after");
+    mk(s);
+  }
+  // a bus reset of the e1000e, alone below its root port, through its group
+  {
+    const s = ready(
+      "nic-hot-reset",
+      "PCI_HOT_RESET of the e1000e's bus with its group fd",
+      DEVICES[1],
+    );
+    s.ioctl(
+      "$d",
+      "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+      st(V.vfio_pci_hot_reset_info, { argsz: 20 }, { tail: { name: "devices", size: 8 } }),
+    );
+    s.ioctl(
+      "$d",
+      "VFIO_DEVICE_PCI_HOT_RESET",
+      st(V.vfio_pci_hot_reset, { argsz: 16, count: 1 }, { tail: { name: "fds", size: 4 } }),
+      { note: "fd 0: not a group" },
+    );
+    s.ioctl(
+      "$d",
+      "VFIO_DEVICE_PCI_HOT_RESET",
+      {
+        struct: [...st(V.vfio_pci_hot_reset, { argsz: 16, count: 1 }).struct, ["s32", "fd0", "$g"]],
+      },
+      { note: "the group" },
+    );
+    s.pread("$d", Number(CONFIG) + 4, 2, "command after the bus reset");
+    mk(s);
+  }
+  // VFIO_DEVICE_FEATURE: every feature id with each GET/SET/PROBE combination
+  for (const [part, ids] of [
+    ["0-5", [0, 1, 2, 3, 4, 5]],
+    ["6-ffff", [6, 7, 8, 9, 10, 11, 0xffff]],
+  ] as const) {
+    const s = ready(
+      `feature-ids-${part}`,
+      "DEVICE_FEATURE: feature ids x GET/SET/PROBE",
+      DEVICES[0],
+    );
+    for (const id of ids)
+      for (const [what, flags] of [
+        ["probe", V.VFIO_DEVICE_FEATURE_PROBE],
+        ["probe get", V.VFIO_DEVICE_FEATURE_PROBE | V.VFIO_DEVICE_FEATURE_GET],
+        ["probe set", V.VFIO_DEVICE_FEATURE_PROBE | V.VFIO_DEVICE_FEATURE_SET],
+        ["get", V.VFIO_DEVICE_FEATURE_GET],
+      ] as const)
+        s.ioctl(
+          "$d",
+          "VFIO_DEVICE_FEATURE",
+          st(V.vfio_device_feature, { argsz: 8, flags: flags | id }),
+          { note: `feature ${id}: ${what}` },
+        );
+    mk(s);
+  }
+  // DEVICE_FEATURE flags and argsz, then the low-power features' state machine
+  {
+    const s = ready(
+      "feature-low-power",
+      "DEVICE_FEATURE flags, argsz, LOW_POWER entry/exit",
+      DEVICES[0],
+    );
+    s.eventfd("ev");
+    const F = V.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+    const feature = (argsz: number, flags: number, note: string, fd?: string | number) =>
+      s.ioctl(
+        "$d",
+        "VFIO_DEVICE_FEATURE",
+        fd === undefined
+          ? st(V.vfio_device_feature, { argsz, flags })
+          : { struct: [...st(V.vfio_device_feature, { argsz, flags }).struct, ["s32", "fd", fd]] },
+        { note },
+      );
+    const SET = V.VFIO_DEVICE_FEATURE_SET;
+    const GET = V.VFIO_DEVICE_FEATURE_GET;
+    const PROBE = V.VFIO_DEVICE_FEATURE_PROBE;
+    for (const argsz of [0, 7, 8, 9]) feature(argsz, PROBE | SET | F, `argsz ${argsz}`);
+    for (const [flags, note] of [
+      [SET | GET | F, "GET and SET"],
+      [PROBE | SET | GET | F, "GET and SET with PROBE"],
+      [F, "neither GET nor SET"],
+      [SET | F | (1 << 19), "flag bit 19"],
+      [SET | F | (1 << 31), "flag bit 31"],
+    ] as const)
+      feature(8, flags, note);
+    s.ioctl("$d", "VFIO_DEVICE_FEATURE", "NULL", { note: "NULL" });
+    feature(8, SET | F, "enter low power");
+    feature(8, SET | F, "enter again");
+    s.pread("$d", Number(CONFIG) + 4, 2, "command while low power");
+    s.ioctl("$d", "VFIO_DEVICE_GET_INFO", st(V.vfio_device_info, { argsz: 24 }), {
+      note: "another ioctl while low power",
+    });
+    feature(8, SET | F, "enter after an ioctl");
+    feature(8, SET | V.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, "exit");
+    feature(8, SET | V.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, "exit again");
+    const W = V.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+    feature(8, SET | W, "with wakeup: argsz 8");
+    feature(12, SET | W, "with wakeup: fd -1", -1);
+    feature(12, SET | W, "with wakeup: fd 1000", 1000);
+    feature(12, SET | W, "with wakeup: not an eventfd", "$d");
+    feature(12, SET | W, "with wakeup: an eventfd", "$ev");
+    feature(12, SET | W, "with wakeup again", "$ev");
+    feature(8, SET | F, "plain entry while engaged");
+    feature(8, SET | V.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, "exit");
+    feature(8, GET | V.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, "GET of exit");
+    feature(24, SET | V.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, "VF token on a non-SR-IOV device");
+    s.ioctl("$d", "VFIO_DEVICE_RESET", 0, { note: "reset" });
+    mk(s);
+  }
+  // other device requests vfio-pci does not implement, and the container's on a device
+  {
+    const s = ready(
+      "other-requests",
+      "GFX, migration and IOMMU requests on a device fd",
+      DEVICES[1],
+    );
+    for (const req of [
+      "VFIO_DEVICE_QUERY_GFX_PLANE",
+      "VFIO_DEVICE_GET_GFX_DMABUF",
+      "VFIO_MIG_GET_PRECOPY_INFO",
+      "VFIO_IOMMU_GET_INFO",
+      "VFIO_IOMMU_ENABLE",
+      "VFIO_IOMMU_DISABLE",
+      "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+      "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+      "VFIO_DEVICE_BIND_IOMMUFD",
+    ])
+      s.ioctl("$d", req, st(V.vfio_device_feature, { argsz: 8 }), { note: req });
+    s.ioctl("$c", "VFIO_IOMMU_ENABLE", 0, { note: "ENABLE on a type1 container" });
+    s.ioctl("$c", "VFIO_IOMMU_DISABLE", 0, { note: "DISABLE on a type1 container" });
+    mk(s);
+  }
   return out;
 }

@@ -12,11 +12,13 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { GeneratedCase } from "./dsl.js";
+import * as config from "./config.js";
 import * as device from "./device.js";
 import * as group from "./group.js";
 import * as iommufd from "./iommufd.js";
 import * as kvm from "./kvm.js";
 import * as kvmvfio from "./kvmvfio.js";
+import * as region from "./region.js";
 import * as shared from "./shared.js";
 import * as type1 from "./type1.js";
 import * as walks from "./walks.js";
@@ -43,6 +45,16 @@ export const FAMILIES: Family[] = [
     name: "vfio-device",
     what: "vfio-pci device ioctl and config space sweeps",
     generate: device.generate,
+  },
+  {
+    name: "vfio-config",
+    what: "vfio-pci config space virtualisation: every register, capability and effect",
+    generate: config.generate,
+  },
+  {
+    name: "vfio-region",
+    what: "vfio-pci BAR, ROM and absent regions; IOEVENTFD",
+    generate: region.generate,
   },
   {
     name: "vfio-type1",

@@ -289,6 +289,38 @@ export function generate(): GeneratedCase[] {
       copy(2, 1, 64 * K, 128 * M, A, { size, note: `size ${size}` });
     mk(s);
   }
+  // IOAS_MAP from each kind of user memory, with no domain (nothing pinned) and with one
+  for (const attached of [false, true]) {
+    const s = ready(
+      `map-va-kinds${attached ? "-attached" : ""}`,
+      `IOAS_MAP of read-only, PROT_NONE, unmapped and short user memory${attached ? ", a device attached" : ""}`,
+    );
+    s.mmap(64 * K, "ro", "r");
+    s.mmap(64 * K, "none", "none");
+    s.mmap(64 * K, "gone");
+    s.munmap("gone");
+    if (attached) {
+      cdev(s);
+      bind(s, "$i", { note: "devid 2" });
+      attach(s, 1, { note: "attach ioas 1" });
+    }
+    const R = I.IOMMU_IOAS_MAP_FIXED_IOVA | I.IOMMU_IOAS_MAP_READABLE;
+    let at = A;
+    const m = (va: string | number, length: number, flags: number, note: string) => {
+      map(s, at, length, { va: va as string, flags, note });
+      at += 1 * M;
+    };
+    m("$ro", 64 * K, FIXED, "read-only memory, writeable");
+    m("$ro", 64 * K, R, "read-only memory, read only");
+    m("$none", 64 * K, R, "PROT_NONE");
+    m("$gone", 64 * K, R, "unmapped");
+    m(0, 64 * K, R, "NULL");
+    m("$buf+0x100", 64 * K, FIXED, "unaligned va");
+    m("$buf+0x7f0000", 128 * K, FIXED, "past the end of the buffer");
+    m("$buf", 64 * K, I.IOMMU_IOAS_MAP_FIXED_IOVA, "neither READABLE nor WRITEABLE");
+    unmap(s, 0, (1n << 64n) - 1n, { note: "everything" });
+    mk(s);
+  }
   // IOVA_RANGES and ALLOW_IOVAS
   {
     const s = ready("iova-ranges", "IOVA_RANGES with each num_iovas and size; ALLOW_IOVAS");
@@ -474,6 +506,239 @@ export function generate(): GeneratedCase[] {
       );
     for (const len of [0, 4, 8, 23, 24, 32]) info(len);
     for (const size of [0, 24, 31, 40]) info(24, size, `size ${size}`);
+    mk(s);
+  }
+  // IOMMU_VFIO_IOAS: the compat IOAS, got, set to each kind of id, cleared
+  {
+    const s = ready("vfio-ioas", "IOMMU_VFIO_IOAS: GET/SET/CLEAR, sizes, ids, ops", null);
+    const vioas = (op: number, id: number, note: string, size = 12, reserved = 0) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_VFIO_IOAS",
+        st(I.iommu_vfio_ioas, { size, ioas_id: id, op, __reserved: reserved }),
+        { note },
+      );
+    vioas(I.IOMMU_VFIO_IOAS_GET, 0, "GET with none");
+    vioas(I.IOMMU_VFIO_IOAS_CLEAR, 0, "CLEAR with none");
+    vioas(I.IOMMU_VFIO_IOAS_SET, 1, "SET ioas 1");
+    vioas(I.IOMMU_VFIO_IOAS_GET, 0, "GET");
+    vioas(I.IOMMU_VFIO_IOAS_SET, 99, "SET no such id");
+    vioas(I.IOMMU_VFIO_IOAS_SET, 0, "SET id 0");
+    for (const size of [0, 8, 11, 16]) vioas(I.IOMMU_VFIO_IOAS_GET, 0, `size ${size}`, size);
+    vioas(I.IOMMU_VFIO_IOAS_GET, 0, "reserved set", 12, 1);
+    vioas(3, 0, "op 3");
+    vioas(0xffff, 0, "op 0xffff");
+    ioasAlloc(s, "ioas 2");
+    vioas(I.IOMMU_VFIO_IOAS_SET, 2, "SET ioas 2");
+    vioas(I.IOMMU_VFIO_IOAS_GET, 0, "GET: 2");
+    destroy(s, 2, "destroy the compat IOAS");
+    vioas(I.IOMMU_VFIO_IOAS_GET, 0, "GET after destroy");
+    vioas(I.IOMMU_VFIO_IOAS_CLEAR, 0, "CLEAR");
+    vioas(I.IOMMU_VFIO_IOAS_GET, 0, "GET after CLEAR");
+    destroy(s, 2, "destroy after CLEAR");
+    s.open("/dev/vfio/vfio", "c", ["O_RDWR"], "the compat container node");
+    s.ioctl("$c", "VFIO_CHECK_EXTENSION", V.VFIO_TYPE1v2_IOMMU);
+    mk(s);
+  }
+  // hot reset of a cdev-opened device: devids in the info, an empty fd array to reset
+  {
+    const s = ready(
+      "cdev-hot-reset",
+      "PCI_HOT_RESET_INFO devids and PCI_HOT_RESET by iommufd",
+      null,
+    );
+    cdev(s);
+    const info = (argsz: number, note: string) =>
+      s.ioctl(
+        "$d",
+        "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+        st(V.vfio_pci_hot_reset_info, { argsz }, { tail: { name: "devices", size: 16 } }),
+        { note },
+      );
+    const reset = (
+      o: { argsz?: number; flags?: number; fds?: (string | number)[] },
+      note: string,
+    ) =>
+      s.ioctl(
+        "$d",
+        "VFIO_DEVICE_PCI_HOT_RESET",
+        {
+          struct: [
+            ...st(V.vfio_pci_hot_reset, {
+              argsz: o.argsz ?? 12 + 4 * (o.fds?.length ?? 0),
+              flags: o.flags ?? 0,
+              count: o.fds?.length ?? 0,
+            }).struct,
+            ...(o.fds ?? []).map((fd, i): [string, string, string | number] => [
+              "s32",
+              `fd${i}`,
+              fd,
+            ]),
+          ],
+        },
+        { note },
+      );
+    info(20, "before bind");
+    reset({}, "reset before bind");
+    bind(s, "$i", { note: "devid 2" });
+    for (const a of [12, 16, 19, 20, 28]) info(a, `argsz ${a}`);
+    reset({}, "empty array: reset");
+    reset({ fds: ["$i"] }, "an fd array on a cdev device");
+    reset({ flags: 1 }, "flags 1");
+    reset({ argsz: 11 }, "argsz 11");
+    attach(s, 1, { note: "attach ioas 1" });
+    reset({}, "attached: reset");
+    info(20, "attached");
+    s.ioctl("$d", "VFIO_DEVICE_RESET", 0, { note: "function reset" });
+    mk(s);
+  }
+  // the HWPT an IOAS attach creates: its id in use, replaced, gone with its last device
+  {
+    const s = ready("auto-hwpt", "the automatic HWPT of an IOAS attach: id 3, replace, gone", null);
+    cdev(s);
+    bind(s, "$i", { note: "devid 2" });
+    attach(s, 1, { note: "attach ioas 1: auto hwpt 3" });
+    const track = (id: number, note: string) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_HWPT_SET_DIRTY_TRACKING",
+        st(I.iommu_hwpt_set_dirty_tracking, { size: 16, hwpt_id: id }),
+        { note },
+      );
+    track(3, "the auto hwpt is a paging hwpt");
+    destroy(s, 3, "destroy the auto hwpt");
+    attach(s, 1, { note: "attach the same IOAS again" });
+    s.ioctl("$i", "IOMMU_HWPT_ALLOC", st(I.iommu_hwpt_alloc, { size: 48, dev_id: 2, pt_id: 1 }), {
+      note: "a user hwpt: 4",
+    });
+    attach(s, 4, { note: "replace with hwpt 4" });
+    track(3, "the auto hwpt after the replace");
+    destroy(s, 3, "destroy it");
+    attach(s, 1, { note: "back to the IOAS: a new auto hwpt" });
+    destroy(s, 4, "the user hwpt, now unused");
+    track(5, "the new auto hwpt");
+    s.close("$d", "close the device: its auto hwpt goes");
+    track(5, "after close");
+    destroy(s, 1, "the IOAS, now unused");
+    mk(s);
+  }
+  // DESTROY of each kind of object; objects in use
+  {
+    const s = ready("destroy-kinds", "DESTROY of IOAS, HWPT, device ids; in use; twice", null);
+    cdev(s);
+    bind(s, "$i", { note: "devid 2" });
+    s.ioctl("$i", "IOMMU_HWPT_ALLOC", st(I.iommu_hwpt_alloc, { size: 48, dev_id: 2, pt_id: 1 }), {
+      note: "hwpt 3 on ioas 1",
+    });
+    destroy(s, 1, "the IOAS under a hwpt");
+    destroy(s, 2, "the device");
+    attach(s, 3, { note: "attach hwpt 3" });
+    destroy(s, 3, "the attached hwpt");
+    detach(s, "detach");
+    destroy(s, 3, "the hwpt after detach");
+    destroy(s, 3, "again");
+    destroy(s, 1, "the IOAS");
+    for (const [size, id, what] of [
+      [0, 1, "size 0"],
+      [4, 1, "size 4"],
+      [7, 1, "size 7"],
+      [12, 0, "size 12, id 0"],
+      [8, 0, "id 0"],
+      [8, 0xffffffff, "id 0xffffffff"],
+    ] as const)
+      destroy(s, id, what, size);
+    s.ioctl("$d", "VFIO_DEVICE_GET_INFO", st(V.vfio_device_info, { argsz: 24 }), {
+      note: "the device still works",
+    });
+    mk(s);
+  }
+  // dirty tracking on a hwpt without it; FAULT_QUEUE_ALLOC
+  {
+    const s = ready("hwpt-dirty-fault", "SET_DIRTY_TRACKING, GET_DIRTY_BITMAP, FAULT_QUEUE_ALLOC", [
+      4096,
+      "bm",
+    ]);
+    cdev(s);
+    bind(s, "$i", { note: "devid 2" });
+    s.ioctl("$i", "IOMMU_HWPT_ALLOC", st(I.iommu_hwpt_alloc, { size: 48, dev_id: 2, pt_id: 1 }), {
+      note: "hwpt 3",
+    });
+    const track = (id: number, flags: number, note: string, size = 16) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_HWPT_SET_DIRTY_TRACKING",
+        st(I.iommu_hwpt_set_dirty_tracking, { size, flags, hwpt_id: id }),
+        { note },
+      );
+    track(3, I.IOMMU_HWPT_DIRTY_TRACKING_ENABLE, "enable on hwpt 3");
+    track(3, 0, "disable");
+    track(3, 2, "flag bit 1");
+    track(1, 1, "on the IOAS");
+    track(2, 1, "on the device");
+    track(99, 1, "no such id");
+    track(3, 1, "size 12", 12);
+    const bitmap = (
+      o: { id?: number; flags?: number; iova?: number; length?: number; page?: number },
+      note: string,
+    ) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_HWPT_GET_DIRTY_BITMAP",
+        st(I.iommu_hwpt_get_dirty_bitmap, {
+          size: 48,
+          hwpt_id: o.id ?? 3,
+          flags: o.flags ?? 0,
+          iova: o.iova ?? 0,
+          length: o.length ?? 64 * K,
+          page_size: o.page ?? 4096,
+          data: "$bm",
+        }),
+        { note },
+      );
+    bitmap({}, "hwpt 3 without tracking");
+    bitmap({ flags: I.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR }, "NO_CLEAR");
+    bitmap({ flags: 2 }, "flag bit 1");
+    bitmap({ page: 0 }, "page size 0");
+    bitmap({ page: 3000 }, "page size 3000");
+    bitmap({ iova: 1 }, "unaligned iova");
+    bitmap({ length: 0 }, "length 0");
+    bitmap({ id: 1 }, "the IOAS");
+    bitmap({ id: 99 }, "no such id");
+    const fault = (flags: number, note: string, size = 16) =>
+      s.ioctl("$i", "IOMMU_FAULT_QUEUE_ALLOC", st(I.iommu_fault_alloc, { size, flags }), {
+        note,
+      });
+    fault(1, "flags 1");
+    fault(0, "size 8", 8);
+    s.ioctl("$i", "IOMMU_FAULT_QUEUE_ALLOC", st(I.iommu_fault_alloc, { size: 16 }), {
+      bind: { out_fault_fd: "fq" },
+      note: "a fault queue: id 4",
+    });
+    s.ioctl(
+      "$i",
+      "IOMMU_HWPT_ALLOC",
+      st(I.iommu_hwpt_alloc, {
+        size: 56,
+        flags: I.IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: 2,
+        pt_id: 1,
+        fault_id: 4,
+      }),
+      { note: "a paging hwpt with the fault queue" },
+    );
+    s.ioctl(
+      "$i",
+      "IOMMU_HWPT_ALLOC",
+      st(I.iommu_hwpt_alloc, {
+        size: 56,
+        flags: I.IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: 2,
+        pt_id: 1,
+        fault_id: 1,
+      }),
+      { note: "fault_id is the IOAS" },
+    );
+    destroy(s, 4, "destroy the fault queue");
     mk(s);
   }
   // the compat container: extensions, SET_IOMMU types, MAP/UNMAP relations

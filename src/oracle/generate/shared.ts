@@ -101,5 +101,52 @@ export function generate(): GeneratedCase[] {
     groupStatus(s, "g");
     mk(s);
   }
+  {
+    const s = ready("hot-reset", "PCI_HOT_RESET_INFO room for 0, 1, 2 devices; PCI_HOT_RESET fds");
+    getDevice(s, "g", F0, "d0");
+    getDevice(s, "g", F1, "d1");
+    for (const argsz of [12, 16, 19, 20, 27, 28, 36])
+      s.ioctl(
+        "$d0",
+        "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+        st(V.vfio_pci_hot_reset_info, { argsz }, { tail: { name: "devices", size: 24 } }),
+        { note: `argsz ${argsz}` },
+      );
+    s.open("/dev/vfio/vfio", "c2");
+    const reset = (
+      fds: (string | number)[],
+      note: string,
+      o: { argsz?: number; flags?: number } = {},
+    ) =>
+      s.ioctl(
+        "$d1",
+        "VFIO_DEVICE_PCI_HOT_RESET",
+        {
+          struct: [
+            ...st(V.vfio_pci_hot_reset, {
+              argsz: o.argsz ?? 12 + 4 * fds.length,
+              flags: o.flags ?? 0,
+              count: fds.length,
+            }).struct,
+            ...fds.map((fd, i): [string, string, string | number] => ["s32", `fd${i}`, fd]),
+          ],
+        },
+        { note },
+      );
+    reset(["$g"], "the group");
+    reset(["$g", "$g"], "the group twice");
+    reset(["$g", "$g", "$g"], "three fds, two devices on the bus");
+    reset(["$c"], "a container fd");
+    reset(["$c2"], "an unattached container");
+    reset(["$d0"], "a device fd");
+    reset([-1], "fd -1");
+    reset(["$g"], "flags 1", { flags: 1 });
+    reset(["$g"], "argsz 11", { argsz: 11 });
+    reset([], "count 0");
+    s.close("$d0");
+    reset(["$g"], "the group, one device fd closed");
+    s.ioctl("$d1", "VFIO_DEVICE_RESET", 0, { note: "function reset" });
+    mk(s);
+  }
   return out;
 }

@@ -926,9 +926,14 @@ export class FuzzRun {
         };
       case "VFIO_IOMMU_MAP_DMA": {
         const va = this.vaddr(p, s(5));
-        const iova = this.iova(p, s(6));
+        let iova = this.iova(p, s(6));
         const size =
           va.buf && s(7) % 4 !== 3 ? BigInt(Math.max(va.buf.size, 0)) : pick(s(7) >> 2, SIZES);
+        // A mapping that ends at 2^64 is never unpinned by Linux 6.12 (vfio_unmap_unpin's
+        // end = iova + size wraps to 0): the leak is the kernel's own, reproduced by the
+        // model and asserted in test/kernel/type1.test.ts (T1-013); the invariants would
+        // report it after every such sequence, so the fuzzer maps one page lower.
+        if (iova + size === 1n << 64n) iova -= 0x1000n;
         const flags = pick(s(4), [3, 3, 1, 2, 0, 4, 7, 8, 0xffffffff]);
         return {
           arg: st([

@@ -26,7 +26,10 @@ import {
 /** vfio_pci_dev_in_denylist(): QAT C3XXX/C62X/DH895XCC (and VFs), DSA and IAX on SPR. */
 const DENYLIST = [0x19e2, 0x19e3, 0x37c8, 0x37c9, 0x0435, 0x0443, 0x0b25, 0x0cfe];
 
-export function vfioPciDriver(vfio: Vfio, svc: Omit<VfioPciServices, "groupOfFile">): PciDriver {
+export function vfioPciDriver(
+  vfio: Vfio,
+  svc: Omit<VfioPciServices, "groupOfFile" | "iommufdDevId">,
+): PciDriver {
   const devices = new Map<PciDev, RegisteredDevice>();
   const busSets = new Map<PciBus, VfioDeviceSet>();
   const services: VfioPciServices = {
@@ -38,6 +41,7 @@ export function vfioPciDriver(vfio: Vfio, svc: Omit<VfioPciServices, "groupOfFil
       // vfio_file_has_dev(): the device's group, registered or on its way out.
       return g && { has: (dev) => devices.get(dev)?.group === g };
     },
+    iommufdDevId: (dev, of) => vfio.iommufdDevId(dev, of),
   };
   return {
     name: "vfio-pci",
@@ -55,9 +59,10 @@ export function vfioPciDriver(vfio: Vfio, svc: Omit<VfioPciServices, "groupOfFil
       if ((pdev.hdrType & R.PCI_HEADER_TYPE_MASK) !== R.PCI_HEADER_TYPE_NORMAL)
         return err("EINVAL");
       if (svc.numVfs(pdev)) return err("EBUSY"); // "Cannot bind to PF with SR-IOV enabled"
-      // vfio_assign_device_set(): a bus reset affects the whole bus.
+      // vfio_assign_device_set(): a bus reset affects the whole bus; a device on a root bus
+      // and (6.12.117) a VF get a set of their own. No slot reset is modelled, so never a slot.
       let set: VfioDeviceSet = { devices: [] };
-      if (!pdev.bus.isRoot) {
+      if (!pdev.bus.isRoot && !pdev.isVirtfn) {
         set = busSets.get(pdev.bus) ?? set;
         busSets.set(pdev.bus, set);
       }

@@ -13,7 +13,10 @@
  * ioctls: GET_INFO (+ the AtomicOps capability), GET_REGION_INFO (BARs, ROM, config, VGA;
  * the MSI-X BAR's MSIX_MAPPABLE capability; argsz too small for the chain gets CAPS set
  * and the needed argsz), GET_IRQ_INFO, SET_IRQS, RESET, GET_PCI_HOT_RESET_INFO,
- * PCI_HOT_RESET (group fds), IOEVENTFD; region read/write at index << 40 | offset.
+ * PCI_HOT_RESET (group fds; for a cdev-opened device an empty array and devids owned by
+ * its iommufd), IOEVENTFD; region read/write at index << 40 | offset.
+ * VFIO_DEVICE_FEATURE (vfio_pci_core_ioctl_feature): the low-power entry/exit requests
+ * (pm_runtime_engaged; close exits it) and the PF's VF token.
  * ->request (vfio_pci_core_request), while an unbind waits for the device's files to
  * close: the REQ eventfd (VFIO_PCI_REQ_IRQ_INDEX) is signalled.
  *
@@ -70,14 +73,26 @@ import {
   pciResourceLen,
   pciResourceStart,
 } from "../../pci/resource.js";
-import { fromUser, toUser, type VfioDevice, type VfioDeviceOps, VfioInfoCap } from "../vfio.js";
+import {
+  fromUser,
+  toUser,
+  type VfioDevice,
+  type VfioDeviceOps,
+  VfioInfoCap,
+  vfioCheckFeature,
+} from "../vfio.js";
 import {
   type VfioPciConfig,
   vfioConfigFree,
   vfioConfigInit,
   vfioPciConfigRw,
 } from "./vfio_pci_config.js";
-import { type VfioPciIrqCtx, vfioPciIrqsOff, vfioPciSetIrqsIoctl } from "./vfio_pci_intrs.js";
+import {
+  type VfioPciIrqCtx,
+  eventfdCtxFdget,
+  vfioPciIrqsOff,
+  vfioPciSetIrqsIoctl,
+} from "./vfio_pci_intrs.js";
 import {
   pciMapRom,
   pciUnmapRom,
@@ -103,6 +118,8 @@ export interface VfioPciServices {
   disableDenylist?: boolean;
   /** The devices a hot reset may take group files for (vfio_file_has_dev, by group file). */
   groupOfFile(task: Task, fd: number): { has(dev: PciDev): boolean } | null | undefined;
+  /** vfio_iommufd_get_dev_id(dev, vfio_iommufd_device_ictx(of)) */
+  iommufdDevId(dev: VfioDevice, of: VfioDevice): number;
 }
 
 /**
@@ -142,6 +159,9 @@ export interface VfioPciCoreDevice {
   errTrigger: File<EventFd> | null;
   reqTrigger: File<EventFd> | null;
   ioeventfds: VfioPciIoeventfd[];
+  /** The user asked for low power (LOW_POWER_ENTRY*), with the wakeup eventfd if one. */
+  pmRuntimeEngaged: boolean;
+  pmWakeEventfd: File<EventFd> | null;
 }
 
 /** vfio_pci_core_init_dev() */
@@ -177,6 +197,8 @@ export function vfioPciCoreInit(
     errTrigger: null,
     reqTrigger: null,
     ioeventfds: [],
+    pmRuntimeEngaged: false,
+    pmWakeEventfd: null,
   };
 }
 
@@ -333,6 +355,7 @@ function devSetTryReset(vdev: VfioPciCoreDevice): void {
 /** vfio_pci_core_disable() */
 function coreDisable(vdev: VfioPciCoreDevice): void {
   const pdev = vdev.pdev;
+  runtimePmExit(vdev);
   vfioPciSetPowerState(vdev, PCI_D0);
   // Stop the device from further DMA.
   pciClearMaster(pdev);
@@ -595,23 +618,51 @@ function getHotResetInfo(vdev: VfioPciCoreDevice, task: Task, arg: bigint): numb
     hdr.count = devs.length;
     ret = err("ENOSPC");
   } else {
+    // vfio_pci_fill_devs(): devids for a cdev-opened device, group ids otherwise
+    let flags = vdev.vdev?.cdevOpened
+      ? U.VFIO_PCI_HOT_RESET_FLAG_DEV_ID | U.VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED
+      : 0;
     const out = new Uint8Array(devs.length * D.size);
     for (const [n, d] of devs.entries()) {
-      const group = vdev.svc.iommuGroupId(d);
-      if (group === null) return err("EPERM"); // cannot reset non-isolated devices
+      let id: number;
+      if (flags & U.VFIO_PCI_HOT_RESET_FLAG_DEV_ID) {
+        id = devIdInSet(vdev, d);
+        if (id === U.VFIO_PCI_DEVID_NOT_OWNED) flags &= ~U.VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED;
+      } else {
+        const group = vdev.svc.iommuGroupId(d);
+        if (group === null) return err("EPERM"); // cannot reset non-isolated devices
+        id = group;
+      }
       out.set(
-        D.encode({ group_id: group, segment: d.bus.domain, bus: d.bus.number, devfn: d.devfn }),
+        D.encode({ group_id: id, segment: d.bus.domain, bus: d.bus.number, devfn: d.devfn }),
         n * D.size,
       );
     }
     if (!toUser(task, arg + BigInt(S.size), out)) return err("EFAULT");
     hdr.count = devs.length;
+    hdr.flags = flags;
   }
   if (!toUser(task, arg, S.encode(hdr).subarray(0, minsz))) return err("EFAULT");
   return ret;
 }
 
-/** vfio_pci_ioctl_pci_hot_reset() with group fds (the group-opened path). */
+/**
+ * A dependent device's devid (vfio_pci_fill_devs): its id in the iommufd this cdev-opened
+ * device is bound to, OWNED when only its group is there, NOT_OWNED when it is not in the
+ * device set or belongs elsewhere.
+ */
+function devIdInSet(vdev: VfioPciCoreDevice, pdev: PciDev): number {
+  const other = vdev.devSet.devices.find((d) => d.pdev === pdev)?.vdev;
+  if (!other || !vdev.vdev) return U.VFIO_PCI_DEVID_NOT_OWNED;
+  const id = vdev.svc.iommufdDevId(other, vdev.vdev);
+  if (id > 0) return id;
+  return id === err("ENOENT") ? U.VFIO_PCI_DEVID_OWNED : U.VFIO_PCI_DEVID_NOT_OWNED;
+}
+
+/**
+ * vfio_pci_ioctl_pci_hot_reset(): group fds for a group-opened device, a zero-length array
+ * for a cdev-opened one (every device of the set must then be owned by its iommufd).
+ */
 function hotReset(vdev: VfioPciCoreDevice, task: Task, arg: bigint): number {
   const S = U.vfio_pci_hot_reset;
   const minsz = S.end("count");
@@ -619,9 +670,14 @@ function hotReset(vdev: VfioPciCoreDevice, task: Task, arg: bigint): number {
   if (!raw) return err("EFAULT");
   const hdr = S.decode(raw);
   if (hdr.argsz < minsz || hdr.flags) return err("EINVAL");
-  // A zero-length array is for cdev-opened devices only.
-  if (!hdr.count) return err("EINVAL");
+  const cdev = !!vdev.vdev?.cdevOpened;
+  if (!!hdr.count === cdev) return err("EINVAL");
   if (pciProbeResetBus(vdev.pdev.bus)) return err("ENODEV");
+  if (cdev)
+    return devSetHotReset(vdev, (d) => {
+      const id = d.vdev && vdev.vdev ? vdev.svc.iommufdDevId(d.vdev, vdev.vdev) : err("ENODEV");
+      return id > 0 || id === err("ENOENT");
+    });
   if (hdr.count > walkBus(vdev.pdev.bus).length) return err("EINVAL");
   const fdBytes = fromUser(task, arg + BigInt(S.size), hdr.count * 4);
   if (!fdBytes) return err("EFAULT");
@@ -633,11 +689,15 @@ function hotReset(vdev: VfioPciCoreDevice, task: Task, arg: bigint): number {
     if (g === null) return err("EINVAL");
     groups.push(g);
   }
-  // vfio_pci_dev_set_hot_reset()
+  return devSetHotReset(vdev, (d) => groups.some((g) => g.has(d.pdev)));
+}
+
+/** vfio_pci_dev_set_hot_reset(): every device of the set owned by the caller, then reset. */
+function devSetHotReset(vdev: VfioPciCoreDevice, owned: (d: VfioPciCoreDevice) => boolean): number {
   const set = vdev.devSet;
   const pdev = devSetResettable(set);
   if (!pdev) return err("EINVAL");
-  if (!set.devices.every((d) => groups.some((g) => g.has(d.pdev)))) return err("EINVAL");
+  if (!set.devices.every(owned)) return err("EINVAL");
   for (const d of set.devices) vfioPciSetPowerState(d, PCI_D0);
   return pciResetBus(vdev.hw, pdev);
 }
@@ -674,6 +734,71 @@ function rw(vdev: VfioPciCoreDevice, buf: Uint8Array, pos: bigint, iswrite: bool
 }
 
 const core = (v: VfioDevice) => v.priv as VfioPciCoreDevice;
+
+/** vfio_pci_runtime_pm_entry(): EINVAL when already engaged. */
+function runtimePmEntry(vdev: VfioPciCoreDevice, wake: File<EventFd> | null): number {
+  if (vdev.pmRuntimeEngaged) return err("EINVAL");
+  vdev.pmRuntimeEngaged = true;
+  vdev.pmWakeEventfd = wake;
+  return 0;
+}
+
+/** __vfio_pci_runtime_pm_exit() */
+function runtimePmExit(vdev: VfioPciCoreDevice): void {
+  if (!vdev.pmRuntimeEngaged) return;
+  vdev.pmRuntimeEngaged = false;
+  vdev.pmWakeEventfd?.put();
+  vdev.pmWakeEventfd = null;
+}
+
+/**
+ * vfio_pci_core_ioctl_feature(): LOW_POWER_ENTRY (SET, no data), ..._WITH_WAKEUP (SET, 8
+ * bytes: an s32 eventfd, negative EINVAL, then eventfd_ctx_fdget), LOW_POWER_EXIT (SET), PCI_VF_TOKEN
+ * (ENOTTY but for an SR-IOV PF: SET of a 16-byte UUID, kept for VFs the model's vfio-pci
+ * never creates); anything else ENOTTY.
+ */
+function coreFeature(
+  vdev: VfioPciCoreDevice,
+  task: Task,
+  flags: number,
+  data: bigint,
+  argsz: number,
+): number {
+  const SET = U.VFIO_DEVICE_FEATURE_SET;
+  let r: number;
+  switch (flags & U.VFIO_DEVICE_FEATURE_MASK) {
+    case U.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY:
+      r = vfioCheckFeature(flags, argsz, SET, 0);
+      return r !== 1 ? r : runtimePmEntry(vdev, null);
+    case U.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
+      // struct vfio_device_low_power_entry_with_wakeup: s32 wakeup_eventfd, u32 reserved
+      r = vfioCheckFeature(flags, argsz, SET, 8);
+      if (r !== 1) return r;
+      const raw = fromUser(task, data, 8);
+      if (!raw) return err("EFAULT");
+      const fd = new DataView(raw.buffer, raw.byteOffset, 4).getInt32(0, true);
+      if (fd < 0) return err("EINVAL");
+      const ctx = eventfdCtxFdget(task, fd);
+      if (typeof ctx === "number") return ctx;
+      r = runtimePmEntry(vdev, ctx);
+      if (r) ctx.put();
+      return r;
+    }
+    case U.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
+      r = vfioCheckFeature(flags, argsz, SET, 0);
+      if (r !== 1) return r;
+      runtimePmExit(vdev);
+      return 0;
+    case U.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
+      if (vdev.pdev.isVirtfn || !pciFindExtCapability(vdev.pdev, R.PCI_EXT_CAP_ID_SRIOV))
+        return err("ENOTTY");
+      r = vfioCheckFeature(flags, argsz, SET, 16);
+      if (r !== 1) return r;
+      return fromUser(task, data, 16) ? 0 : err("EFAULT");
+    default:
+      return err("ENOTTY");
+  }
+}
 
 const VF_TOKEN_ARG = "vf_token=";
 /** include/linux/uuid.h UUID_STRING_LEN: "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx". */
@@ -759,6 +884,7 @@ export const vfioPciCoreOps: VfioDeviceOps = {
         return err("ENOTTY");
     }
   },
+  deviceFeature: (v, task, flags, data, argsz) => coreFeature(core(v), task, flags, data, argsz),
   match: (v, buf) => coreMatch(core(v), buf),
   read: (v, _task, out, pos) => rw(core(v), out, pos, false),
   write: (v, _task, data, pos) => rw(core(v), data, pos, true),

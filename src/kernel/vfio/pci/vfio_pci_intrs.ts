@@ -60,7 +60,7 @@ export interface VfioPciIrqCtx {
 }
 
 /** eventfd_ctx_fdget(): EBADF for no file, EINVAL for a file that is not an eventfd. */
-function eventfdCtxFdget(task: Task, fd: number): File<EventFd> | number {
+export function eventfdCtxFdget(task: Task, fd: number): File<EventFd> | number {
   const f = fd < 0 ? undefined : task.files.get(fd);
   if (!f) return err("EBADF");
   if (!isEventFd(f)) return err("EINVAL");
