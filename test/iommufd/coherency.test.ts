@@ -13,62 +13,17 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { buildHost } from "../../src/host/build.js";
-import { hostSpecSchema } from "../../src/host/spec.js";
-import { Kernel } from "../../src/kernel/kernel.js";
+import type { Kernel } from "../../src/kernel/kernel.js";
 import type { HwptPaging } from "../../src/kernel/iommufd/hw_pagetable.js";
 import type { IommufdCtx } from "../../src/kernel/iommufd/main.js";
 import { err } from "../../src/uapi/errno.js";
 import * as I from "../../src/uapi/iommufd.js";
 import * as K from "../../src/uapi/kvm.js";
 import * as V from "../../src/uapi/vfio.js";
-import { Proc } from "./support.js";
-
-const SC_BDF = "0000:01:00.0";
-const NOSC_BDF = "0000:02:00.0";
-
-const rootPort = (addr: string) => ({
-  addr,
-  id: "8086:a338",
-  class: "060400",
-  pcie: "root-port",
-  acs: { cap: ["sv", "rr", "cr", "uf"], ctl: [] },
-  driver: "pcieport",
-  children: [{ addr: "00.0", id: "144d:a808", class: "010802", pcie: "endpoint" }],
-});
+import { bindSnoopPair, type Proc } from "./support.js";
 
 function boot() {
-  const spec = hostSpecSchema.parse({
-    name: "coherency",
-    iommu: [
-      {
-        kind: "intel-vtd",
-        name: "dmar0",
-        cap: "0x8d2078c106f0466",
-        ecap: "0xf020df",
-        devices: ["0000:00:1c.0", SC_BDF],
-      },
-      {
-        kind: "intel-vtd",
-        name: "dmar1",
-        cap: "0x8d2078c106f0466",
-        ecap: "0xf0205f",
-        devices: ["0000:00:1d.0", NOSC_BDF],
-      },
-    ],
-    functions: [rootPort("0000:00:1c.0"), rootPort("0000:00:1d.0")],
-  });
-  const host = buildHost(spec, "coherency");
-  const bindings = new Map<string, string>();
-  for (const [bdf, o] of host.observed) if (o.driver) bindings.set(bdf, o.driver);
-  const k = Kernel.boot(host.machine.hardware(), { bindings, build: "iommufd" });
-  const p = Proc.spawn(k);
-  const fd = p.open("/dev/iommu");
-  const cdev = { sc: p.toVfio(SC_BDF), nosc: p.toVfio(NOSC_BDF) };
-  const sc = p.open(cdev.sc);
-  const nosc = p.open(cdev.nosc);
-  const devid = { sc: p.bind(sc, fd).out.out_devid, nosc: p.bind(nosc, fd).out.out_devid };
-  assert.ok(devid.sc > 0 && devid.nosc > 0);
+  const { k, p, fd, sc, nosc, devid } = bindSnoopPair("coherency");
   const ctx = p.sys.task.files.get(fd)?.priv as IommufdCtx;
   const hwpt = (id: number) => ctx.objects.get(id) as HwptPaging;
   return { k, p, fd, sc, nosc, devid, hwpt };

@@ -27,12 +27,12 @@ import {
   type IommufdAccess,
 } from "../../src/kernel/iommufd/access.js";
 import type { IommufdCtx } from "../../src/kernel/iommufd/main.js";
-import { MOCK_APERTURE_START, MOCK_IO_PAGE_SIZE } from "../../src/kernel/iommufd/selftest.js";
-import { bootIommufd, holdings, PAGE, Proc } from "./support.js";
+import {
+  MOCK_APERTURE_START as MS,
+  MOCK_IO_PAGE_SIZE as MP,
+} from "../../src/kernel/iommufd/selftest.js";
+import { bootIommufd, holdings, PAGE as P, Proc } from "./support.js";
 
-const P = PAGE;
-const MS = MOCK_APERTURE_START;
-const MP = MOCK_IO_PAGE_SIZE;
 const BUF = 16n * P;
 const HP = 2n << 20n;
 const PIN = I.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES;

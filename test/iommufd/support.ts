@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadHost } from "../../src/host/load.js";
 import type { TaskSyscalls } from "../../src/kernel/core/syscalls.js";
-import type { BuildConfig, Kernel, TaskOptions } from "../../src/kernel/kernel.js";
+import type { BuildConfig, Kernel, ProfileName, TaskOptions } from "../../src/kernel/kernel.js";
 import { errnoName } from "../../src/uapi/errno.js";
 import * as I from "../../src/uapi/iommufd.js";
 import type { FieldType, StructCodec } from "../../src/uapi/struct.js";
@@ -23,6 +23,7 @@ import {
 } from "../../src/uapi/syscalls.js";
 import * as V from "../../src/uapi/vfio.js";
 import { bootHost } from "../../src/userspace/boot.js";
+import { bootSnoopSplit, K_BDF, N1_BDF } from "../kvm/support.js";
 import { ROOT } from "../support/paths.js";
 
 export const CASES = join(ROOT, "test", "oracle", "cases");
@@ -42,6 +43,22 @@ export async function bootIommufd(
   const k = bootHost(host, "", undefined, undefined, kconfig);
   assert.ok(k.iommufd, "the snapshot's kernel is the iommufd build");
   return k;
+}
+
+/**
+ * The iommufd build on kvm/support.ts's host with one non-coherent function: a process with
+ * both functions' cdevs bound to one iommufd, `sc` behind the VT-d unit with Snoop Control
+ * and `nosc` behind the one without.
+ */
+export function bindSnoopPair(name: string, profile?: ProfileName) {
+  const k = bootSnoopSplit(name, 1, { build: "iommufd", profile });
+  const p = Proc.spawn(k);
+  const fd = p.open("/dev/iommu");
+  const sc = p.open(p.toVfio(K_BDF));
+  const nosc = p.open(p.toVfio(N1_BDF));
+  const devid = { sc: p.bind(sc, fd).out.out_devid, nosc: p.bind(nosc, fd).out.out_devid };
+  assert.ok(devid.sc > 0 && devid.nosc > 0);
+  return { k, p, fd, sc, nosc, devid };
 }
 
 type Fields = readonly (readonly [string, FieldType])[];

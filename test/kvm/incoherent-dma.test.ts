@@ -9,59 +9,16 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { buildHost } from "../../src/host/build.js";
-import { hostSpecSchema } from "../../src/host/spec.js";
-import { Kernel, type ProfileName } from "../../src/kernel/kernel.js";
+import type { ProfileName } from "../../src/kernel/kernel.js";
 import { err } from "../../src/uapi/errno.js";
 import * as K from "../../src/uapi/kvm.js";
-import { Proc } from "../iommufd/support.js";
-
-const SC_BDF = "0000:01:00.0";
-const NOSC_BDF = "0000:02:00.0";
-
-const rootPort = (addr: string) => ({
-  addr,
-  id: "8086:a338",
-  class: "060400",
-  pcie: "root-port",
-  acs: { cap: ["sv", "rr", "cr", "uf"], ctl: [] },
-  driver: "pcieport",
-  children: [{ addr: "00.0", id: "144d:a808", class: "010802", pcie: "endpoint" }],
-});
+import { bindSnoopPair } from "../iommufd/support.js";
+import { createVm, fileAdd, kvmVfio } from "./support.js";
 
 function boot(profile: ProfileName = "2021-proposal") {
-  const spec = hostSpecSchema.parse({
-    name: "incoherent-dma",
-    iommu: [
-      {
-        kind: "intel-vtd",
-        name: "dmar0",
-        cap: "0x8d2078c106f0466",
-        ecap: "0xf020df",
-        devices: ["0000:00:1c.0", SC_BDF],
-      },
-      {
-        kind: "intel-vtd",
-        name: "dmar1",
-        cap: "0x8d2078c106f0466",
-        ecap: "0xf0205f",
-        devices: ["0000:00:1d.0", NOSC_BDF],
-      },
-    ],
-    functions: [rootPort("0000:00:1c.0"), rootPort("0000:00:1d.0")],
-  });
-  const host = buildHost(spec, "incoherent-dma");
-  const bindings = new Map<string, string>();
-  for (const [bdf, o] of host.observed) if (o.driver) bindings.set(bdf, o.driver);
-  const k = Kernel.boot(host.machine.hardware(), { bindings, build: "iommufd", profile });
-  const p = Proc.spawn(k);
-  const ifd = p.open("/dev/iommu");
-  const sc = p.open(p.toVfio(SC_BDF));
-  const nosc = p.open(p.toVfio(NOSC_BDF));
-  const devid = { sc: p.bind(sc, ifd).out.out_devid, nosc: p.bind(nosc, ifd).out.out_devid };
+  const { k, p, fd: ifd, sc, nosc, devid } = bindSnoopPair("incoherent-dma", profile);
   const kvm = p.open("/dev/kvm");
-  const vm = p.sys.ioctl(kvm, K.KVM_CREATE_VM, 0n);
-  assert.ok(vm >= 0);
+  const vm = createVm(p.sys, kvm);
   const call = (req: number, iommufd: number, dev_id: number) =>
     p.cmd(vm, req, K.kvm_incoherent_dma, { iommufd, dev_id }).ret;
   const allow = (iommufd: number, id: number) => call(K.KVM_ALLOW_INCOHERENT_DMA, iommufd, id);
@@ -161,17 +118,7 @@ for (const profile of ["6.12", "3.15", "3.13"] as const) {
 
 test("under the proposal kvm-vfio no longer decides coherency: FILE_ADD registers nothing", () => {
   const m = boot();
-  const kv = m.p.cmd(m.vm, K.KVM_CREATE_DEVICE, K.kvm_create_device, {
-    type: K.KVM_DEV_TYPE_VFIO,
-  }).out.fd;
-  const payload = m.p.buf + 0x40000n;
-  m.p.sys.poke(payload, Uint8Array.of(m.nosc, 0, 0, 0));
-  const add = m.p.cmd(kv, K.KVM_SET_DEVICE_ATTR, K.kvm_device_attr, {
-    flags: 0,
-    group: K.KVM_DEV_VFIO_FILE,
-    attr: BigInt(K.KVM_DEV_VFIO_FILE_ADD),
-    addr: payload,
-  }).ret;
+  const add = fileAdd(m.p.sys, kvmVfio(m.p.sys, m.vm), m.nosc);
   assert.equal(add, 0);
   assert.deepEqual(m.state(), [0, "nop"], "the device without Snoop Control, and still nothing");
 });

@@ -9,7 +9,12 @@ import assert from "node:assert/strict";
 import { buildHost } from "../../src/host/build.js";
 import { hostSpecSchema } from "../../src/host/spec.js";
 import type { TaskSyscalls } from "../../src/kernel/core/syscalls.js";
-import { Kernel, type KvmVmInfo, type ProfileName } from "../../src/kernel/kernel.js";
+import {
+  Kernel,
+  type BootOptions,
+  type KvmVmInfo,
+  type ProfileName,
+} from "../../src/kernel/kernel.js";
 import { err } from "../../src/uapi/errno.js";
 import * as K from "../../src/uapi/kvm.js";
 import {
@@ -50,31 +55,45 @@ export interface Machine {
   group: Record<"K" | "N1" | "N2", string>;
 }
 
-export function boot(profile?: ProfileName): Machine {
+/**
+ * The host: K alone behind dmar0 (with Snoop Control); the first `nonCoherent` of N1, N2
+ * behind dmar1 (without it); each function below its own root port; booted with the drivers
+ * it came up with.
+ */
+export function bootSnoopSplit(
+  name: string,
+  nonCoherent: 1 | 2,
+  opts: Pick<BootOptions, "build" | "profile"> = {},
+): Kernel {
+  const ports = ["0000:00:1c.0", "0000:00:1d.0", "0000:00:1e.0"].slice(0, 1 + nonCoherent);
   const spec = hostSpecSchema.parse({
-    name: "kvm-test",
+    name,
     iommu: [
       {
         kind: "intel-vtd",
         name: "dmar0",
         cap: CAP,
         ecap: ECAP_SC,
-        devices: ["0000:00:1c.0", K_BDF],
+        devices: [ports[0], K_BDF],
       },
       {
         kind: "intel-vtd",
         name: "dmar1",
         cap: CAP,
         ecap: ECAP_NO_SC,
-        devices: ["0000:00:1d.0", N1_BDF, "0000:00:1e.0", N2_BDF],
+        devices: [ports[1], N1_BDF, ports[2], N2_BDF].slice(0, 2 * nonCoherent),
       },
     ],
-    functions: [rootPort("0000:00:1c.0"), rootPort("0000:00:1d.0"), rootPort("0000:00:1e.0")],
+    functions: ports.map(rootPort),
   });
-  const host = buildHost(spec, "kvm-test");
+  const host = buildHost(spec, name);
   const bindings = new Map<string, string>();
   for (const [bdf, o] of host.observed) if (o.driver) bindings.set(bdf, o.driver);
-  const kernel = Kernel.boot(host.machine.hardware(), { bindings, profile });
+  return Kernel.boot(host.machine.hardware(), { bindings, ...opts });
+}
+
+export function boot(profile?: ProfileName): Machine {
+  const kernel = bootSnoopSplit("kvm-test", 2, { profile });
   const sys = kernel.spawn();
   // vfio-pci binds through driver_override only (its id table is override-only).
   for (const bdf of [K_BDF, N1_BDF, N2_BDF]) {

@@ -164,6 +164,58 @@ export function dirtyPages(s: Script, flags: number, argsz = 8, note?: string): 
   );
 }
 
+/* The vfio-pci device requests. */
+
+/** A new script: the function on vfio-pci, container c as type1Ready leaves it, device fd d. */
+export function deviceReady(name: string, note: string, bdf = NVME, group = NVME_GROUP): Script {
+  const s = new Script(name, note);
+  type1Ready(s, bdf, group);
+  return getDevice(s, "g", bdf, "d");
+}
+
+/** [offset, size] of region reads: each width at offset 0, then each below 8 at offset 1. */
+export const WIDTHS: [number, number][] = [
+  [0, 1],
+  [0, 2],
+  [0, 4],
+  [0, 8],
+  [1, 1],
+  [1, 2],
+  [1, 4],
+];
+
+/** A struct vfio_irq_set for SET_IRQS, its data (eventfds or bools) after it; argsz fits. */
+export function irqSet(
+  flags: number,
+  index: number,
+  start: number,
+  count: number,
+  data?: [string, string, string | number][],
+): Struct {
+  const s = st(V.vfio_irq_set, {
+    argsz: 20 + (data?.length ?? 0) * (data?.[0]?.[0] === "u8" ? 1 : 4),
+    flags,
+    index,
+    start,
+    count,
+  });
+  for (const d of data ?? []) s.struct.push(d);
+  return s;
+}
+
+/** SET_IRQS on device d: vector 0 of `index` triggers eventfd $ev. */
+export function irqTrigger(s: Script, index: number, note: string): Script {
+  const flags = V.VFIO_IRQ_SET_DATA_EVENTFD | V.VFIO_IRQ_SET_ACTION_TRIGGER;
+  return s.ioctl(
+    "$d",
+    "VFIO_DEVICE_SET_IRQS",
+    irqSet(flags, index, 0, 1, [["s32", "fd0", "$ev"]]),
+    {
+      note,
+    },
+  );
+}
+
 const K = 1024;
 
 /**

@@ -9,8 +9,8 @@
  * MSI/MSI-X enable bits, DevCtl and its FLR bit) followed by the effect they have.
  */
 import * as V from "../../uapi/vfio.js";
-import { NIC, NIC_GROUP, NVME, NVME_GROUP, SMALL, getDevice, type1Ready } from "./common.js";
-import { Script, st, type GeneratedCase } from "./dsl.js";
+import { NIC, NIC_GROUP, NVME, NVME_GROUP, SMALL, deviceReady, irqTrigger } from "./common.js";
+import type { GeneratedCase, Script } from "./dsl.js";
 
 const CONFIG = Number(BigInt(V.VFIO_PCI_CONFIG_REGION_INDEX) << 40n);
 const region = (i: number) => Number(BigInt(i) << 40n);
@@ -59,11 +59,8 @@ const DEVICES: Layout[] = [
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
-function ready(name: string, note: string, dev: Layout): Script {
-  const s = new Script(name, note);
-  type1Ready(s, dev.bdf, dev.group);
-  return getDevice(s, "g", dev.bdf, "d");
-}
+const ready = (name: string, note: string, dev: Layout) =>
+  deviceReady(name, note, dev.bdf, dev.group);
 
 /** Write hex at a config offset and read the same bytes back. */
 function writeRead(s: Script, off: number, data: string, note: string): Script {
@@ -163,22 +160,7 @@ export function generate(): GeneratedCase[] {
         s.pread("$d", dev.probe, 4, "BAR probe");
         s.pwrite("$d", region(0) + 0x100000, "00000000", "BAR0 write past its end");
       }
-      s.ioctl(
-        "$d",
-        "VFIO_DEVICE_SET_IRQS",
-        {
-          struct: [
-            ...st(V.vfio_irq_set, {
-              argsz: 24,
-              flags: V.VFIO_IRQ_SET_DATA_EVENTFD | V.VFIO_IRQ_SET_ACTION_TRIGGER,
-              index: V.VFIO_PCI_INTX_IRQ_INDEX,
-              count: 1,
-            }).struct,
-            ["s32", "fd0", "$ev"],
-          ],
-        },
-        { note: "INTx trigger" },
-      );
+      irqTrigger(s, V.VFIO_PCI_INTX_IRQ_INDEX, "INTx trigger");
       writeRead(s, 4, "0604", "INTx disable with INTx on");
       writeRead(s, 4, "0600", "INTx enable");
       s.pread("$d", CONFIG + 4, 4, "command and status");
@@ -212,22 +194,7 @@ export function generate(): GeneratedCase[] {
       for (const flags of ["0080", "00c0", "0040", "0000"]) writeRead(s, msix + 2, flags, "MSI-X");
       if (msi !== undefined)
         for (const flags of ["0100", "7100", "0000", "0e00"]) writeRead(s, msi + 2, flags, "MSI");
-      s.ioctl(
-        "$d",
-        "VFIO_DEVICE_SET_IRQS",
-        {
-          struct: [
-            ...st(V.vfio_irq_set, {
-              argsz: 24,
-              flags: V.VFIO_IRQ_SET_DATA_EVENTFD | V.VFIO_IRQ_SET_ACTION_TRIGGER,
-              index: V.VFIO_PCI_MSIX_IRQ_INDEX,
-              count: 1,
-            }).struct,
-            ["s32", "fd0", "$ev"],
-          ],
-        },
-        { note: "MSI-X vector 0 on" },
-      );
+      irqTrigger(s, V.VFIO_PCI_MSIX_IRQ_INDEX, "MSI-X vector 0 on");
       s.pread("$d", CONFIG + msix, 12, "MSI-X capability with MSI-X on");
       writeRead(s, msix + 2, "0000", "MSI-X disable by config while on");
       writeRead(s, msix + 2, "00c0", "MSI-X function mask while on");

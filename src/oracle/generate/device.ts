@@ -7,8 +7,19 @@
  * registers).
  */
 import * as V from "../../uapi/vfio.js";
-import { NIC, NIC_GROUP, NVME, NVME_GROUP, SMALL, getDevice, type1Ready } from "./common.js";
-import { Script, raw, st, type GeneratedCase, type Struct } from "./dsl.js";
+import {
+  NIC,
+  NIC_GROUP,
+  NVME,
+  NVME_GROUP,
+  SMALL,
+  WIDTHS,
+  deviceReady,
+  getDevice,
+  irqSet,
+  irqTrigger,
+} from "./common.js";
+import { raw, st, type GeneratedCase, type Script } from "./dsl.js";
 
 const CONFIG = BigInt(V.VFIO_PCI_CONFIG_REGION_INDEX) << 40n;
 
@@ -17,33 +28,12 @@ const DEVICES = [
   ["nic", NIC, NIC_GROUP],
 ] as const;
 
-function ready(name: string, note: string, dev: (typeof DEVICES)[number]): Script {
-  const s = new Script(name, note);
-  type1Ready(s, dev[1], dev[2]);
-  return getDevice(s, "g", dev[1], "d");
-}
+const ready = (name: string, note: string, dev: (typeof DEVICES)[number]) =>
+  deviceReady(name, note, dev[1], dev[2]);
 
 const ARGSZ = (min: number, size: number) => [
   ...new Set([0, min - 1, min, size - 1, size, size + 1, 256, 0x10000]),
 ];
-
-function irqSet(
-  flags: number,
-  index: number,
-  start: number,
-  count: number,
-  data?: [string, string, string | number][],
-): Struct {
-  const s = st(V.vfio_irq_set, {
-    argsz: 20 + (data?.length ?? 0) * (data?.[0]?.[0] === "u8" ? 1 : 4),
-    flags,
-    index,
-    start,
-    count,
-  });
-  for (const d of data ?? []) s.struct.push(d);
-  return s;
-}
 
 export function generate(): GeneratedCase[] {
   const out: GeneratedCase[] = [];
@@ -214,12 +204,8 @@ export function generate(): GeneratedCase[] {
           ),
           { note: `argsz ${argsz}` },
         );
-      s.ioctl("$d", "VFIO_DEVICE_SET_IRQS", irqSet(trig, 2, 0, 1, [["s32", "fd0", "$ev"]]), {
-        note: "enable vector 0",
-      });
-      s.ioctl("$d", "VFIO_DEVICE_SET_IRQS", irqSet(trig, 1, 0, 1, [["s32", "fd0", "$ev"]]), {
-        note: "MSI while MSI-X is on",
-      });
+      irqTrigger(s, 2, "enable vector 0");
+      irqTrigger(s, 1, "MSI while MSI-X is on");
       s.ioctl(
         "$d",
         "VFIO_DEVICE_SET_IRQS",
@@ -232,13 +218,7 @@ export function generate(): GeneratedCase[] {
     {
       const s = ready(`${tag}-config-read`, "config space reads: widths, alignments, the end", dev);
       for (const [off, size] of [
-        [0, 1],
-        [0, 2],
-        [0, 4],
-        [0, 8],
-        [1, 1],
-        [1, 2],
-        [1, 4],
+        ...WIDTHS,
         [2, 4],
         [3, 2],
         [0x10, 24],

@@ -714,30 +714,21 @@ export function generate(): GeneratedCase[] {
       bind: { out_fault_fd: "fq" },
       note: "a fault queue: id 4",
     });
-    s.ioctl(
-      "$i",
-      "IOMMU_HWPT_ALLOC",
-      st(I.iommu_hwpt_alloc, {
-        size: 56,
-        flags: I.IOMMU_HWPT_FAULT_ID_VALID,
-        dev_id: 2,
-        pt_id: 1,
-        fault_id: 4,
-      }),
-      { note: "a paging hwpt with the fault queue" },
-    );
-    s.ioctl(
-      "$i",
-      "IOMMU_HWPT_ALLOC",
-      st(I.iommu_hwpt_alloc, {
-        size: 56,
-        flags: I.IOMMU_HWPT_FAULT_ID_VALID,
-        dev_id: 2,
-        pt_id: 1,
-        fault_id: 1,
-      }),
-      { note: "fault_id is the IOAS" },
-    );
+    const faultHwpt = (faultId: number, note: string) =>
+      s.ioctl(
+        "$i",
+        "IOMMU_HWPT_ALLOC",
+        st(I.iommu_hwpt_alloc, {
+          size: 56,
+          flags: I.IOMMU_HWPT_FAULT_ID_VALID,
+          dev_id: 2,
+          pt_id: 1,
+          fault_id: faultId,
+        }),
+        { note },
+      );
+    faultHwpt(4, "a paging hwpt with the fault queue");
+    faultHwpt(1, "fault_id is the IOAS");
     destroy(s, 4, "destroy the fault queue");
     mk(s);
   }

@@ -7,17 +7,11 @@
  * VFIO_DEVICE_IOEVENTFD over BAR offsets, sizes, flags and fds.
  */
 import * as V from "../../uapi/vfio.js";
-import { NIC, NIC_GROUP, NVME, NVME_GROUP, SMALL, getDevice, type1Ready } from "./common.js";
-import { Script, st, v64, type GeneratedCase } from "./dsl.js";
+import { NIC, NIC_GROUP, SMALL, WIDTHS, deviceReady } from "./common.js";
+import { st, v64, type GeneratedCase, type Script } from "./dsl.js";
 
 const region = (i: number) => Number(BigInt(i) << 40n);
 const hex = (n: number) => `0x${n.toString(16)}`;
-
-function ready(name: string, note: string, bdf = NVME, group = NVME_GROUP): Script {
-  const s = new Script(name, note);
-  type1Ready(s, bdf, group);
-  return getDevice(s, "g", bdf, "d");
-}
 
 function reads(s: Script, index: number, at: [number, number][]): Script {
   for (const [off, size] of at)
@@ -33,39 +27,37 @@ export function generate(): GeneratedCase[] {
   // nvme BAR0 (16K): registers, the MSI-X table at 0x2000 (65 vectors), the PBA, the end
   // (not AQA/ASQ/ACQ: they keep what the host's driver programmed, which no snapshot holds)
   mk(
-    reads(ready("nvme-bar0-read", "nvme BAR0 reads: sizes, alignments, MSI-X table, end"), 0, [
-      [0, 1],
-      [0, 2],
-      [0, 4],
-      [0, 8],
-      [1, 1],
-      [1, 2],
-      [1, 4],
-      [3, 8],
-      [4, 8],
-      [6, 4],
-      [7, 2],
-      [5, 3],
-      [8, 4],
-      [0x14, 4],
-      [0x1c, 4],
-      [0, 0x24],
-      [0x1000, 0x20],
-      [0x1ff8, 0x10],
-      [0x2000, 0x10],
-      [0x2408, 0x10],
-      [0x2410, 4],
-      [0x3000, 0x10],
-      [0x3ff8, 8],
-      [0x3ffc, 8],
-      [0x3fff, 2],
-      [0x4000, 4],
-      [0x4000, 0],
-      [0x100000, 4],
-    ]),
+    reads(
+      deviceReady("nvme-bar0-read", "nvme BAR0 reads: sizes, alignments, MSI-X table, end"),
+      0,
+      [
+        ...WIDTHS,
+        [3, 8],
+        [4, 8],
+        [6, 4],
+        [7, 2],
+        [5, 3],
+        [8, 4],
+        [0x14, 4],
+        [0x1c, 4],
+        [0, 0x24],
+        [0x1000, 0x20],
+        [0x1ff8, 0x10],
+        [0x2000, 0x10],
+        [0x2408, 0x10],
+        [0x2410, 4],
+        [0x3000, 0x10],
+        [0x3ff8, 8],
+        [0x3ffc, 8],
+        [0x3fff, 2],
+        [0x4000, 4],
+        [0x4000, 0],
+        [0x100000, 4],
+      ],
+    ),
   );
   {
-    const s = ready("nvme-bar0-write", "nvme BAR0 writes at each width, read back");
+    const s = deviceReady("nvme-bar0-write", "nvme BAR0 writes at each width, read back");
     for (const [off, data] of [
       [0x24, "1f001f00"],
       [0x24, "07"],
@@ -94,7 +86,7 @@ export function generate(): GeneratedCase[] {
   }
   // the regions the nvme does not have
   {
-    const s = ready("nvme-regions-absent", "reads and writes of regions the nvme lacks");
+    const s = deviceReady("nvme-regions-absent", "reads and writes of regions the nvme lacks");
     for (const index of [1, 2, 3, 4, 5, 6, 8, 9, 10]) {
       s.pread("$d", region(index), 4, `region ${index}`);
       s.pwrite("$d", region(index), "00000000", `write region ${index}`);
@@ -105,7 +97,12 @@ export function generate(): GeneratedCase[] {
   }
   // e1000e: BAR3 holds the MSI-X table (5 vectors at 0) and the PBA (0x2000)
   {
-    const s = ready("nic-bar3-msix", "e1000e MSI-X BAR: the hidden table, the PBA", NIC, NIC_GROUP);
+    const s = deviceReady(
+      "nic-bar3-msix",
+      "e1000e MSI-X BAR: the hidden table, the PBA",
+      NIC,
+      NIC_GROUP,
+    );
     // (the bytes after the table are the device's: QEMU's, which the machine has no model of)
     reads(s, 3, [
       [0, 4],
@@ -124,7 +121,7 @@ export function generate(): GeneratedCase[] {
   }
   // e1000e: I/O BAR (32 ports) and the ROM (256K)
   {
-    const s = ready("nic-io-rom", "e1000e I/O BAR and ROM: sizes and ends", NIC, NIC_GROUP);
+    const s = deviceReady("nic-io-rom", "e1000e I/O BAR and ROM: sizes and ends", NIC, NIC_GROUP);
     reads(s, 2, [
       [0x20, 4],
       [0x1000, 1],
@@ -141,7 +138,7 @@ export function generate(): GeneratedCase[] {
   }
   // IOEVENTFD on nvme BAR0
   {
-    const s = ready("nvme-ioeventfd", "DEVICE_IOEVENTFD: offsets, sizes, flags, fds");
+    const s = deviceReady("nvme-ioeventfd", "DEVICE_IOEVENTFD: offsets, sizes, flags, fds");
     s.eventfd("ev");
     s.eventfd("ev2");
     const ioev = (
