@@ -37,21 +37,7 @@ for (const [name, dir] of oracleCases()) {
  * the model differs, the case is listed in PENDING_GENERATED with the model bug its first
  * difference shows (a key ending in "*" covers every case whose name starts with the rest).
  */
-const DEVCTL =
-  "machine: DevCtl/DevCtl2 bits vfio-pci passes through stick in the machine (every control " +
-  "bit writable) but not on QEMU's devices (none of DevCtl's, only EETLPPB of DevCtl2)";
-const PENDING_GENERATED: Record<string, string> = {
-  "vfio-config.nic-cap-exp": DEVCTL,
-  "vfio-config.nic-exp-control": DEVCTL,
-  "vfio-config.nvme-cap-exp": DEVCTL,
-  "vfio-config.nvme-exp-control": DEVCTL,
-  "vfio-config.nic-cap-pm":
-    "machine: the e1000e's PMCSR Data Select bits are read-only in the machine, writable on " +
-    "QEMU's e1000e",
-  "vfio-config.nic-ext-*":
-    "machine: AER register write masks and the bytes QEMU leaves writable outside " +
-    "capabilities (pci_init_wmask) differ from the machine's",
-};
+const PENDING_GENERATED: Record<string, string> = {};
 
 const GENERATED = join(ROOT, "test", "oracle", "generated");
 

@@ -10,6 +10,7 @@ import { Machine } from "../machine/machine.js";
 import { PowerNvMachine } from "../machine/powerpc/machine.js";
 import { buildConfigSpace, rawConfigSpace } from "../machine/pci/builder.js";
 import type { ConfigSpace } from "../machine/pci/config-space.js";
+import { isQemuHostBridge, qemuConfigSpace } from "../machine/pci/qemu.js";
 import { minimalRomImage, romBarOffset } from "../machine/pci/rom.js";
 import type { PciFunction, PhysBus } from "../machine/pci/fabric.js";
 import * as R from "../uapi/pci_regs.js";
@@ -78,8 +79,10 @@ export function buildHost(spec: HostSpec, source: string): Host {
   const slotKey = (f: Flat) => `${f.domain}:${f.bus}:${f.devfn >> 3}`;
   for (const f of flat) perSlot.set(slotKey(f), (perSlot.get(slotKey(f)) ?? 0) + 1);
   const firmware = new FirmwareAllocator();
+  const masks = capturedInQemu(flat, fail) ? "qemu" : "spec";
   for (const f of flat) {
-    f.config = configFor(f, (perSlot.get(slotKey(f)) ?? 1) > 1, spec.unprivileged, firmware, fail);
+    const shared = (perSlot.get(slotKey(f)) ?? 1) > 1;
+    f.config = configFor(f, shared, spec.unprivileged, masks, firmware, fail);
   }
 
   // Which bridge claims which bus.
@@ -320,23 +323,40 @@ class FirmwareAllocator {
   }
 }
 
+/**
+ * Was the input captured inside a QEMU guest? Its host bridge's raw bytes say so
+ * (machine/pci/qemu.ts); the functions' raw bytes then get QEMU's write masks, not the
+ * specifications'. Described functions are real hardware's by construction.
+ */
+function capturedInQemu(flat: Flat[], fail: (d: string, f?: string) => never): boolean {
+  const hb = flat.find((f) => f.domain === 0 && f.bus === 0 && f.devfn === 0);
+  return hb?.spec.config !== undefined && isQemuHostBridge(rawConfigSpace(rawBytes(hb, fail)));
+}
+
+function rawBytes(f: Flat, fail: (d: string, f?: string) => never): Uint8Array {
+  const hex = (f.spec.config as string).replace(/\s+/g, "");
+  const n = hex.length / 2;
+  if (hex.length % 2 !== 0 || ![64, 128, 256, 4096].includes(n)) {
+    fail(`expected 64, 128, 256 or 4096 bytes of hex, got ${hex.length / 2}`, `${f.path}.config`);
+  }
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
+}
+
 function configFor(
   f: Flat,
   sharedSlot: boolean,
   unprivileged: boolean,
+  masks: "spec" | "qemu",
   firmware: FirmwareAllocator,
   fail: (d: string, f?: string) => never,
 ): ConfigSpace {
   const s = f.spec;
   if (s.config !== undefined) {
-    const hex = s.config.replace(/\s+/g, "");
-    const n = hex.length / 2;
-    if (hex.length % 2 !== 0 || ![64, 128, 256, 4096].includes(n)) {
-      fail(`expected 64, 128, 256 or 4096 bytes of hex, got ${hex.length / 2}`, `${f.path}.config`);
-    }
-    const bytes = new Uint8Array(n);
-    for (let i = 0; i < n; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-    return allowBarSizing(rawConfigSpace(bytes), s.bars ?? [], s.rom?.size);
+    const bytes = rawBytes(f, fail);
+    const cs = masks === "qemu" ? qemuConfigSpace(bytes) : rawConfigSpace(bytes);
+    return allowBarSizing(cs, s.bars ?? [], s.rom?.size);
   }
   const cs = buildConfigSpace(
     {

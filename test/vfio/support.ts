@@ -6,8 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Host } from "../../src/host/build.js";
+import { buildHost, type Host } from "../../src/host/build.js";
 import { loadHost } from "../../src/host/load.js";
+import { hostSpecSchema } from "../../src/host/spec.js";
 import type { Kernel } from "../../src/kernel/kernel.js";
 import type { TaskSyscalls } from "../../src/kernel/core/syscalls.js";
 import type { VfioIommuDriverOps } from "../../src/kernel/vfio/vfio.js";
@@ -43,6 +44,45 @@ export async function bootCase(name: string): Promise<{ k: Kernel; host: Host }>
   const k = bootHost(host);
   assert.equal(k.vfio.iommuDrivers.register(testBackend), 0);
   return { k, host };
+}
+
+/** The NVMe endpoint of bootRealHardware's host, and its PCIe capability's offset. */
+export const REAL_NVME = "0000:01:00.0";
+export const REAL_NVME_EXP = 0x50;
+
+/**
+ * A real-hardware host booted like bootCase: a Samsung NVMe below an Intel root port,
+ * described rather than captured, so its registers have the PCIe specification's write
+ * masks (a QEMU guest's, as in the recorded snapshots, has QEMU's: Device Control there
+ * is read-only).
+ */
+export function bootRealHardware(): Kernel {
+  const spec = hostSpecSchema.parse({
+    name: "real-hardware",
+    iommu: [{ kind: "intel-vtd", name: "dmar0", cap: "0xd2008c40660462", ecap: "0xf050da" }],
+    functions: [
+      {
+        addr: "0000:00:1c.0",
+        id: "8086:a338",
+        class: "060400",
+        pcie: "root-port",
+        driver: "pcieport",
+        children: [
+          {
+            addr: "00.0",
+            id: "144d:a808",
+            class: "010802",
+            pcie: "endpoint",
+            driver: "nvme",
+            bars: [{ index: 0, size: 0x4000, kind: "mem64", prefetchable: false }],
+          },
+        ],
+      },
+    ],
+  });
+  const k = bootHost(buildHost(spec, "real-hardware"));
+  assert.equal(k.vfio.iommuDrivers.register(testBackend), 0);
+  return k;
 }
 
 export interface Access {

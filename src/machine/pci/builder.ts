@@ -234,6 +234,12 @@ function acsMask(bits: AcsBitName[]): number {
 
 /** Write masks for the registers the kernel programs, found by walking the capabilities. */
 function allowSoftwareWrites(cs: ConfigSpace): void {
+  allowHeaderWrites(cs);
+  allowCapabilityWrites(cs);
+}
+
+/** The header's writable registers (BARs aside: their masks follow their sizes). */
+export function allowHeaderWrites(cs: ConfigSpace): void {
   // Command: I/O, memory, bus master, SERR#, INTx disable; Parity Error Response reads 0,
   // as on QEMU's devices (hw/pci/pci.c pci_init_wmask), which the recorded hosts are.
   cs.allow(R.PCI_COMMAND, 2, 0x0507);
@@ -247,6 +253,10 @@ function allowSoftwareWrites(cs: ConfigSpace): void {
     cs.allow(R.PCI_SUBORDINATE_BUS, 1, 0xff);
     cs.allow(R.PCI_BRIDGE_CONTROL, 2, 0x0fff);
   }
+}
+
+/** The capabilities' control registers, as the PCI and PCIe specifications make them. */
+function allowCapabilityWrites(cs: ConfigSpace): void {
   for (const [id, at] of walkCaps(cs)) {
     if (id === R.PCI_CAP_ID_PM) cs.allow(at + R.PCI_PM_CTRL, 2, 0x8103);
     if (id === R.PCI_CAP_ID_MSI) {
