@@ -201,8 +201,14 @@ export function snapshotToSpec(fs: SnapshotFs, file: string): HostSpec {
     const driver = fs.link(`${dir}/driver`);
     if (driver) f.driver = basename(driver);
     const group = fs.link(`${dir}/iommu_group`);
-    if (group) f.group = Number(basename(group));
     const unit = fs.link(`${dir}/iommu`);
+    // A group with no default domain ("unknown" type: iommu.c iommu_group_show_type) and no
+    // IOMMU unit is VFIO's no-IOMMU group (group.c vfio_noiommu_group_alloc), not one the
+    // IOMMU core formed: the model's vfio-pci makes its own when it binds the device.
+    const fake =
+      !unit &&
+      fs.text(`sys/kernel/iommu_groups/${basename(group ?? "")}/type`)?.trim() === "unknown";
+    if (group && !fake) f.group = Number(basename(group));
     if (unit) {
       anyIommuLink = true;
       const u = basename(unit);
@@ -260,7 +266,15 @@ function cpusOf(text: string | undefined): Pick<HostSpec, "cpu"> {
   const processors = text.match(/^processor\s*:/gm)?.length ?? 0;
   const count = Math.max(processors, parseInt(field("siblings") ?? "0", 10) || 0, 1);
   const words = (s: string | undefined) => (s ? s.split(/\s+/) : []);
-  return { cpu: { count, flags: words(field("flags")), bugs: words(field("bugs")) } };
+  const physBits = /^(\d+) bits physical/.exec(field("address sizes") ?? "")?.[1];
+  return {
+    cpu: {
+      count,
+      flags: words(field("flags")),
+      bugs: words(field("bugs")),
+      ...(physBits ? { physBits: parseInt(physBits, 10) } : {}),
+    },
+  };
 }
 
 /* include/linux/ioport.h resource flags */

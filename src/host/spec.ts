@@ -236,12 +236,14 @@ const platformSpec = z.strictObject({
 
 /**
  * The CPUs as /proc/cpuinfo shows them: how many are online and the `flags` and `bugs`
- * lines (the kernel's X86_FEATURE_* / X86_BUG_* names).
+ * lines (the kernel's X86_FEATURE_* / X86_BUG_* names), and the physical address bits.
  */
 const cpuSpec = z.strictObject({
   count: z.number().int().min(1).max(8192),
   flags: z.array(z.string()).default([]),
   bugs: z.array(z.string()).default([]),
+  /** "address sizes: N bits physical" */
+  physBits: z.number().int().min(32).max(52).optional(),
 });
 
 export const hostSpecSchema = z.strictObject({

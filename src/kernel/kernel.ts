@@ -256,17 +256,24 @@ export class Kernel {
             : IOMMU_DOMAIN_DMA_FQ,
     });
     this.drivers = new PciDriverCore(() => this.pci.devices, this.iommu);
-    this.iommuSysfs = new IommuSysfs(this.vfs, domainType);
-    this.pciSysfs = new PciSysfs(this.vfs, this.drivers, {
-      groupPath: (d) => {
-        const g = this.iommu.groupOf(d);
-        return g ? IommuSysfs.groupPath(g) : null;
+    this.iommuSysfs = new IommuSysfs(this.vfs, domainType, (g, t) =>
+      this.iommu.storeDefaultType(g, t),
+    );
+    this.pciSysfs = new PciSysfs(
+      this.vfs,
+      this.drivers,
+      {
+        groupPath: (d) => {
+          const g = this.iommu.groupOf(d);
+          return g ? IommuSysfs.groupPath(g) : null;
+        },
+        unitPath: (d) => {
+          const u = this.iommu.groupOf(d)?.unit;
+          return u ? `/sys/devices/virtual/iommu/${u.name}` : null;
+        },
       },
-      unitPath: (d) => {
-        const u = this.iommu.groupOf(d)?.unit;
-        return u ? `/sys/devices/virtual/iommu/${u.name}` : null;
-      },
-    });
+      this.hw.pci,
+    );
     this.vfio = new Vfio(this.vfs, this.iommu);
     this.build = { ...BUILDS[build], ...kconfig };
     if (this.build.vfioNoiommu) {
@@ -335,7 +342,7 @@ export class Kernel {
       this.profile.incoherentDmaIoctls ? new IncoherentDma(iommufdSymbols(this.iommufd)) : null,
     );
     this.vfs.devices.set("/dev/kvm", this.kvm.chardev);
-    for (const u of units) this.iommuSysfs.addUnit(u);
+    for (const u of units) this.iommuSysfs.addUnit(u, () => intel.domainsUsed(u));
     this.vfs.add("/proc/cmdline", { kind: "attr", show: () => `${cmdline}\n` });
     this.vfs.add("/proc/sys/kernel/tainted", { kind: "attr", show: () => `${this.tainted}\n` });
   }

@@ -31,7 +31,8 @@
  *
  * Features: the flags and bugs /proc/cpuinfo lists. When the host input gives none, the
  * CPUs are assumed to have those every x86-64 CPU since 2013 has of what the kernel model
- * consults (XSAVE, AVX, AVX2, MONITOR/MWAIT, the always-running APIC timer) and no bugs.
+ * consults (XSAVE, AVX, AVX2, MONITOR/MWAIT, the always-running APIC timer) and no bugs,
+ * and a server's 46 physical address bits.
  */
 import type { CostTable } from "./costs.js";
 import type { CoherencyPort } from "./dma.js";
@@ -70,7 +71,12 @@ class Core {
 export interface CpuFeatures {
   flags: readonly string[];
   bugs: readonly string[];
+  /** "address sizes": N bits physical */
+  physBits?: number;
 }
+
+/** A server CPU's MAXPHYADDR, when the host input does not say. */
+const DEFAULT_PHYS_BITS = 46;
 
 export const DEFAULT_FEATURES: CpuFeatures = {
   flags: ["xsave", "avx", "avx2", "monitor", "arat"],
@@ -81,6 +87,7 @@ export class CpuComplex implements CpuHw, CoherencyPort {
   readonly cores: Core[];
   readonly flags: ReadonlySet<string>;
   readonly bugs: ReadonlySet<string>;
+  readonly physBits: number;
   readonly stats: CpuStats = {
     hits: 0,
     misses: 0,
@@ -104,6 +111,7 @@ export class CpuComplex implements CpuHw, CoherencyPort {
   ) {
     this.flags = new Set(features.flags);
     this.bugs = new Set(features.bugs);
+    this.physBits = features.physBits ?? DEFAULT_PHYS_BITS;
     this.cores = Array.from({ length: count }, (_, i) => new Core(i));
   }
 

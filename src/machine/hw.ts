@@ -216,6 +216,8 @@ export interface CpuHw {
   /** CPU features and bugs by their /proc/cpuinfo names (boot_cpu_has, boot_cpu_has_bug). */
   readonly flags: ReadonlySet<string>;
   readonly bugs: ReadonlySet<string>;
+  /** MAXPHYADDR: the physical address bits (/proc/cpuinfo "address sizes"). */
+  readonly physBits: number;
   /** VMX secondary control WBINVD exiting is available (SVM: always intercepted). */
   readonly hasWbinvdExit: boolean;
   /** WBINVD on `cpu`: write back and invalidate every line of its cache. */

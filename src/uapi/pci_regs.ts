@@ -48,6 +48,12 @@ export const PCI_CAP_LIST_NEXT = 1;
 export const PCI_CAP_ID_PM = 0x01;
 export const PCI_CAP_ID_MSI = 0x05;
 export const PCI_CAP_ID_SSVID = 0x0d;
+/** The bridge subsystem vendor/device capability (PCI_CAP_ID_SSVID) */
+export const PCI_SSVID_VENDOR_ID = 4;
+export const PCI_SSVID_DEVICE_ID = 6;
+/** A CardBus bridge header's subsystem IDs */
+export const PCI_CB_SUBSYSTEM_VENDOR_ID = 0x40;
+export const PCI_CB_SUBSYSTEM_ID = 0x42;
 export const PCI_CAP_ID_EXP = 0x10;
 export const PCI_CAP_ID_MSIX = 0x11;
 export const PCI_CAP_ID_AF = 0x13;

@@ -209,3 +209,24 @@ test("snapshot --script prints the shell script; a missing /sys is one located e
   const u = run(["snapshot", "--script", "-o", "x"]);
   assert.equal(u.code, 2);
 });
+
+test("a VFIO no-IOMMU group in a snapshot is not taken for a group the IOMMU core formed", async () => {
+  // The no-IOMMU case's guest with its e1000e bound to vfio-pci: the device gets the fake
+  // group vfio_noiommu_group_alloc makes (no default domain: type "unknown"; no IOMMU unit).
+  const root = await fakeRoot(snapshotOf("noiommu-compat"));
+  const dev = join(root, "sys/bus/pci/devices/0000:02:00.0");
+  const group = join(root, "sys/kernel/iommu_groups/0");
+  mkdirSync(join(group, "devices"), { recursive: true });
+  writeFileSync(join(group, "type"), "unknown\n");
+  writeFileSync(join(group, "reserved_regions"), "");
+  symlinkSync(
+    "../../../../devices/pci0000:00/0000:00:03.0/0000:02:00.0",
+    join(group, "devices/0000:02:00.0"),
+  );
+  symlinkSync("../../../../kernel/iommu_groups/0", join(dev, "iommu_group"));
+  const r = run(["groups", root, "--json"]);
+  assert.equal(r.code, 0, r.err);
+  const out = JSON.parse(r.out) as { groups: unknown[]; ungrouped: { bdf: string }[] };
+  assert.deepEqual(out.groups, []);
+  assert.ok(out.ungrouped.some((d) => d.bdf === "0000:02:00.0"));
+});

@@ -67,6 +67,24 @@ test("liveness, factorial (32-bit wrap), status and interrupts as edu.c", () => 
   assert.deepEqual(lines, ["intx true", "intx false"]);
 });
 
+test("Status.Interrupt follows the INTx line, whatever INTx Disable says; a reset drops it", () => {
+  const { m, rd, wr, edu } = q35();
+  const cs = m.pci.fn(0, 0, EDU)!.config;
+  const pending = () => (cs.read(R.PCI_STATUS, 2) & R.PCI_STATUS_INTERRUPT) !== 0;
+  cs.set(R.PCI_COMMAND, 2, R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_INTX_DISABLE);
+  wr(0x60, 0x4);
+  assert.equal(pending(), true);
+  wr(0x60, 0x8);
+  wr(0x64, 0x4);
+  assert.equal(pending(), true, "0x8 still raised");
+  wr(0x64, 0x8);
+  assert.equal(pending(), false);
+  wr(0x60, 0x4);
+  edu.functionReset();
+  assert.equal(pending(), false, "a reset drops the line");
+  assert.equal(rd(0x24), 4n, "and keeps the interrupt status register");
+});
+
 test("access sizes: below 0x80 only 4 bytes, DMA registers 4 or 8; invalid accesses read 0", () => {
   const { rd, wr } = q35();
   assert.equal(rd(0x00, 2), 0n);

@@ -6,7 +6,8 @@
  *
  * kernfs rules kept: opening for write an attribute without store, or for read one
  * without show, is EACCES even for root (kernfs_fop_open); a store gets the bytes
- * written; a show is produced once per open and then read in pieces.
+ * written, and a write of nothing returns 0 without calling it (sysfs_kf_write); a show is
+ * produced once per open and then read in pieces.
  */
 import { err } from "../../uapi/errno.js";
 import { O_ACCMODE, O_RDONLY, O_WRONLY } from "../../uapi/syscalls.js";
@@ -128,7 +129,11 @@ export class Vfs {
     return new File<KOpen>(ATTR_OPS, { attr: n, shown: null }, flags);
   }
 
-  /** readlink(2): sysfs links read as paths relative to the link's directory. */
+  /**
+   * readlink(2): sysfs links read as paths relative to the link's directory, up to the
+   * closest directory that holds the target's parent (kernfs_get_target_path), so a link to
+   * an ancestor still ends in its name ("../../../0000:04:01.0").
+   */
   readlink(path: string): string | number {
     const found = this.lookup(path, false);
     if (found === "loop") return err("ELOOP");
@@ -137,7 +142,7 @@ export class Vfs {
     const from = split(found.path).slice(0, -1);
     const to = split(found.node.target());
     let common = 0;
-    while (common < from.length && common < to.length && from[common] === to[common]) common++;
+    while (common < from.length && common < to.length - 1 && from[common] === to[common]) common++;
     return [...from.slice(common).map(() => ".."), ...to.slice(common)].join("/");
   }
 }
@@ -174,6 +179,7 @@ const ATTR_OPS: FileOperations<KOpen> = {
     const { attr } = file.priv;
     if (attr.writeAt) return attr.writeAt(Number(pos), data, task);
     // sysfs_kf_write: a store sees the whole buffer from offset 0, at most a page.
+    if (!data.length) return 0;
     return (attr.store as NonNullable<KAttr["store"]>)(data.subarray(0, 4096), task);
   },
 };
@@ -181,4 +187,16 @@ const ATTR_OPS: FileOperations<KOpen> = {
 /** Text of a store() buffer, as the kernel's sysfs_streq/strim would see it. */
 export function storeText(value: Uint8Array): string {
   return new TextDecoder().decode(value);
+}
+
+/**
+ * kstrtoul(s, 0) (lib/kstrtox.c): an optional "+", then 0x hex, 0 octal or decimal digits,
+ * an optional newline and nothing else; null where the kernel says -EINVAL or -ERANGE.
+ */
+export function kstrtoul(s: string): bigint | null {
+  const m = /^\+?(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)\n?$/i.exec(s);
+  if (!m) return null;
+  const d = m[1] as string;
+  const v = BigInt(/^0[0-7]/.test(d) ? `0o${d.slice(1)}` : d);
+  return v < 1n << 64n ? v : null;
 }

@@ -278,6 +278,57 @@ export function releaseDmaOwnership(group: IommuGroup): void {
   if (group.defaultDomain) groupSetDomain(group, group.defaultDomain, true);
 }
 
+/** iommu_get_default_domain_type(): the first type a member's driver requires, else 0. */
+function driverDomainType(group: IommuGroup, ops: IommuOps): number {
+  return group.devices.map((d) => ops.defDomainType(d)).find((t) => t) ?? 0;
+}
+
+/**
+ * iommu_group_alloc_default_domain(): the type asked for (the current default domain when it
+ * already has it), or with none asked the command line's, which falls back to DMA.
+ */
+function allocDefaultDomain(
+  group: IommuGroup,
+  ops: IommuOps,
+  reqType: number,
+  cmdlineType: number,
+): IommuDomain | number {
+  const alloc = (t: number) =>
+    group.defaultDomain?.type === t ? group.defaultDomain : domainAlloc(ops, t);
+  if (reqType) return alloc(reqType);
+  const d = alloc(cmdlineType);
+  return typeof d === "number" && cmdlineType !== IOMMU_DOMAIN_DMA ? alloc(IOMMU_DOMAIN_DMA) : d;
+}
+
+/**
+ * iommu_setup_default_domain() for a group already in use (the sysfs `type` store): the
+ * type the drivers require must agree with the one asked for (EINVAL); the new default
+ * domain replaces the group's domain and the old one is freed.
+ */
+export function groupSetupDefaultDomain(
+  group: IommuGroup,
+  target: number,
+  cmdlineType: number,
+): number {
+  const ops = group.ops;
+  if (!ops) return err("EINVAL");
+  const driverType = driverDomainType(group, ops);
+  if (target && driverType && target !== driverType) return err("EINVAL");
+  const old = group.defaultDomain;
+  const dom = allocDefaultDomain(group, ops, target || driverType, cmdlineType);
+  if (typeof dom === "number") return dom;
+  if (dom === old) return 0;
+  group.defaultDomain = dom;
+  const r = groupSetDomain(group, dom, !group.domain);
+  if (r && group.domain) {
+    iommuDomainFree(dom);
+    group.defaultDomain = old;
+    return r;
+  }
+  if (old) iommuDomainFree(old);
+  return r;
+}
+
 /**
  * The default domain when a device joins its group (iommu_setup_default_domain for a new
  * group, __iommu_device_set_domain to the group's domain for a later member): the type a
@@ -291,10 +342,8 @@ export function groupAddDevice(group: IommuGroup, dev: PciDev, cmdlineType: numb
     return;
   }
   const ops = group.ops;
-  const type = group.devices.map((d) => ops.defDomainType(d)).find((t) => t);
-  let domain = domainAlloc(ops, type ?? cmdlineType);
-  if (typeof domain === "number" && !type && cmdlineType !== IOMMU_DOMAIN_DMA)
-    domain = domainAlloc(ops, IOMMU_DOMAIN_DMA);
+  const type = driverDomainType(group, ops);
+  const domain = allocDefaultDomain(group, ops, type, cmdlineType);
   if (typeof domain === "number") return;
   group.defaultDomain = domain;
   groupSetDomain(group, domain, true);

@@ -59,7 +59,9 @@ const ULONG_MAX = (1n << 64n) - 1n;
 const capSagaw = (c: bigint) => Number((c >> 8n) & 0x1fn);
 const capMgaw = (c: bigint) => Number((c >> 16n) & 0x3fn) + 1;
 const capSuperPageVal = (c: bigint) => Number((c >> 34n) & 0xfn);
-const capNdoms = (c: bigint) => 1 << (4 + 2 * Number(c & 7n));
+/** The domain ID of pass-through context entries, never given to a domain. */
+const FLPT_DEFAULT_DID = 1;
+export const capNdoms = (c: bigint) => 1 << (4 + 2 * Number(c & 7n));
 const capCachingMode = (c: bigint) => ((c >> 7n) & 1n) === 1n;
 const ecapScSupport = (e: bigint) => ((e >> 7n) & 1n) === 1n;
 const ecapPassThrough = (e: bigint) => ((e >> 6n) & 1n) === 1n;
@@ -147,11 +149,12 @@ export class IntelIommuDriver {
       const agaw = calculateAgaw(u.cap, DEFAULT_DOMAIN_ADDRESS_WIDTH);
       // alloc_iommu(): "Cannot get a valid agaw" leaves the unit unregistered.
       if (agaw < 0) continue;
-      // iommu_init_domains(): domain ID 0 is reserved.
+      // iommu_init_domains(): domain IDs 0 (caching mode's invalid translations) and
+      // FLPT_DEFAULT_DID (pass-through and first-level entries) are reserved.
       this.iommus.set(u, {
         desc: u,
         agaw,
-        domainIds: new Set([0]),
+        domainIds: new Set([0, FLPT_DEFAULT_DID]),
         ndoms: capNdoms(u.cap),
         contexts: new Map(),
       });
@@ -203,6 +206,11 @@ export class IntelIommuDriver {
   /** Whether the driver registered this unit (a unit without a valid AGAW is skipped). */
   handles(unit: IommuUnitDesc): boolean {
     return this.iommus.has(unit);
+  }
+
+  /** domains_used_show(): the domain IDs allocated on the unit, the reserved ones included. */
+  domainsUsed(unit: IommuUnitDesc): number {
+    return this.iommus.get(unit)?.domainIds.size ?? 0;
   }
 
   private info(dev: PciDev): DeviceInfo | undefined {
@@ -418,8 +426,7 @@ export class IntelIommuDriver {
     const { iommu } = info;
     for (const rid of this.aliases(dev)) {
       if (iommu.contexts.has(rid)) continue;
-      // FLPT_DEFAULT_DID
-      iommu.contexts.set(rid, 1);
+      iommu.contexts.set(rid, FLPT_DEFAULT_DID);
       this.hw.iommu.setTranslation(iommu.desc.name, iommu.desc.segment, rid, "passthrough");
     }
     return 0;

@@ -10,6 +10,8 @@
  * Every decision is kept as a GroupEdge, so the reason a group is what it is can be shown.
  * A group also carries its unit's driver and the domains its devices are attached to
  * (default, blocking while a user owns its DMA, or the user's); domain.ts switches them.
+ * The sysfs `type` store (iommu_group_store_type) replaces the default domain of a group
+ * nothing owns.
  */
 import type { IommuUnitDesc } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
@@ -24,6 +26,10 @@ import {
 } from "../pci/search.js";
 import {
   groupAddDevice,
+  groupSetupDefaultDomain,
+  IOMMU_DOMAIN_DMA,
+  IOMMU_DOMAIN_DMA_FQ,
+  IOMMU_DOMAIN_IDENTITY,
   releaseDmaOwnership,
   takeDmaOwnership,
   type IommuDomain,
@@ -246,6 +252,29 @@ export class IommuSubsystem {
    */
   enforceCacheCoherencyCapable(dev: PciDev): boolean {
     return this.groupOf(dev)?.ops?.capable(dev, "enforce-cache-coherency") ?? false;
+  }
+
+  /**
+   * iommu_group_store_type(): "identity", "DMA", "DMA-FQ" or "auto" (sysfs_streq). DMA to
+   * DMA-FQ keeps the domain; any other change needs a group no driver or user owns (EPERM).
+   */
+  storeDefaultType(g: IommuGroup, text: string): number {
+    if (!g.defaultDomain) return err("EINVAL");
+    const t = text.endsWith("\n") ? text.slice(0, -1) : text;
+    const types: Record<string, number> = {
+      identity: IOMMU_DOMAIN_IDENTITY,
+      DMA: IOMMU_DOMAIN_DMA,
+      "DMA-FQ": IOMMU_DOMAIN_DMA_FQ,
+      auto: 0,
+    };
+    const req = Object.hasOwn(types, t) ? types[t] : undefined;
+    if (req === undefined) return err("EINVAL");
+    if (req === IOMMU_DOMAIN_DMA_FQ && g.defaultDomain.type === IOMMU_DOMAIN_DMA) {
+      g.defaultDomain.type = IOMMU_DOMAIN_DMA_FQ;
+      return 0;
+    }
+    if (!g.devices.length || g.ownerCnt) return err("EPERM");
+    return groupSetupDefaultDomain(g, req, this.drivers.defaultType);
   }
 
   /** iommu_device_use_default_domain(): a DMA-API driver is about to probe dev. */

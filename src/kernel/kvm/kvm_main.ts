@@ -15,7 +15,8 @@
  * (vm_dead is set by KVM_BUG_ON and SEV teardown, neither of which it has).
  *
  * Guest memory: KVM_SET_USER_MEMORY_REGION creates, moves, re-flags and deletes memory
- * slots with __kvm_set_memory_region()'s checks and errno; vCPUs run with KVM_RUN
+ * slots with __kvm_set_memory_region()'s checks and errno (user addresses below
+ * TASK_SIZE_MAX, guest frames below the host's MAXPHYADDR); vCPUs run with KVM_RUN
  * (vcpu.ts, which says how a guest program is loaded in the model).
  *
  * Not modelled (no interrupt controller, no register state yet): the x86 system requests
@@ -92,8 +93,12 @@ export interface Memslot {
 const KVM_USER_MEM_SLOTS = 32767 - 3;
 /** KVM_MEM_MAX_NR_PAGES */
 const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1;
-/** x86-64 TASK_SIZE_MAX with 4-level paging: access_ok()'s limit (USER_PTR_MAX). */
-const TASK_SIZE_MAX = (1n << 47n) - BigInt(PAGE_SIZE);
+/**
+ * x86-64 TASK_SIZE_MAX, access_ok()'s limit (USER_PTR_MAX, arch/x86/kernel/cpu/common.c):
+ * 2^56 less a page with 5-level paging (page_64.h task_size_max(); the kernel clears the
+ * la57 flag when it does not use them), 2^47 less a page otherwise.
+ */
+const taskSizeMax = (cpu: CpuHw) => (1n << (cpu.flags.has("la57") ? 56n : 47n)) - BigInt(PAGE_SIZE);
 /** struct kvm */
 export class Kvm {
   /** kvm->users_count */
@@ -150,7 +155,7 @@ export class Kvm {
 type MemoryRegion = Decoded<typeof K.kvm_userspace_memory_region.fields>;
 
 /** kvm_vm_ioctl_set_memory_region() → __kvm_set_memory_region() (Linux 6.12). */
-function setMemoryRegion(kvm: Kvm, mem: MemoryRegion): number {
+function setMemoryRegion(cpu: CpuHw, kvm: Kvm, mem: MemoryRegion): number {
   if ((mem.slot & 0xffff) >= KVM_USER_MEM_SLOTS) return err("EINVAL");
   // check_memory_region_flags(): dirty logging, and read-only (x86 VMs without protected state)
   if (mem.flags & ~(K.KVM_MEM_LOG_DIRTY_PAGES | K.KVM_MEM_READONLY)) return err("EINVAL");
@@ -160,7 +165,7 @@ function setMemoryRegion(kvm: Kvm, mem: MemoryRegion): number {
   if (mem.memory_size % page) return err("EINVAL");
   if (mem.guest_phys_addr % page) return err("EINVAL");
   const end = mem.userspace_addr + mem.memory_size;
-  if (mem.userspace_addr % page || end > TASK_SIZE_MAX) return err("EINVAL");
+  if (mem.userspace_addr % page || end > taskSizeMax(cpu)) return err("EINVAL");
   if (asId >= 2) return err("EINVAL"); // kvm_arch_nr_memslot_as_ids(): 2 (SMM)
   if (mem.guest_phys_addr + mem.memory_size >= 1n << 64n) return err("EINVAL");
   if (mem.memory_size >> BigInt(PAGE_SHIFT) > BigInt(KVM_MEM_MAX_NR_PAGES)) return err("EINVAL");
@@ -191,6 +196,9 @@ function setMemoryRegion(kvm: Kvm, mem: MemoryRegion): number {
       if (s.asId !== asId || s.id === id) continue;
       if (baseGfn < s.baseGfn + s.npages && s.baseGfn < baseGfn + npages) return err("EEXIST");
     }
+    // kvm_arch_prepare_memory_region() (x86.c): a new or moved slot must end at or below
+    // kvm_mmu_max_gfn(), the host's MAXPHYADDR with TDP
+    if (baseGfn + npages - 1 > 2 ** (cpu.physBits - PAGE_SHIFT) - 1) return err("EINVAL");
   }
   if (old) {
     kvm.zap(old);
@@ -483,7 +491,7 @@ export class KvmSubsystem {
           case K.KVM_SET_USER_MEMORY_REGION: {
             const raw = task.mm.copyFromUser(arg, K.kvm_userspace_memory_region.size);
             if (!raw) return err("EFAULT");
-            return setMemoryRegion(kvm, K.kvm_userspace_memory_region.decode(raw));
+            return setMemoryRegion(this.cpu, kvm, K.kvm_userspace_memory_region.decode(raw));
           }
           case K.KVM_CREATE_DEVICE: {
             const raw = task.mm.copyFromUser(arg, K.kvm_create_device.size);

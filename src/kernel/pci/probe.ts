@@ -9,7 +9,8 @@
  * Devices are added in scan order — all functions of a bus, then each bridge's subtree —
  * which is the order bus_for_each_dev() later walks when the IOMMU probes them.
  *
- * Per device, pci_setup_device reads identity and header type and corrects impossible
+ * Per device, pci_setup_device reads identity (subsystem IDs by header type: the normal
+ * header's, a bridge's SSVID capability, a CardBus header's) and header type and corrects impossible
  * port types (set_pcie_port_type); header/final fixups (quirks.ts) then run; and
  * pci_init_capabilities finds ACS (enabling it when an IOMMU requested it, acs.ts),
  * configures ARI on the bridge above (pci_configure_ari, drivers/pci/pci.c).
@@ -139,9 +140,20 @@ export class PciSubsystem {
     dev.class = cr >>> 8;
     this.setPciePortType(dev);
     dev.cfgSize = pciCfgSpaceSize(dev);
-    if ((dev.hdrType & R.PCI_HEADER_TYPE_MASK) === R.PCI_HEADER_TYPE_NORMAL) {
+    // subsystem IDs: in a normal header, in a bridge's SSVID capability, in a CardBus header
+    const hdr = dev.hdrType & R.PCI_HEADER_TYPE_MASK;
+    if (hdr === R.PCI_HEADER_TYPE_NORMAL) {
       dev.subsystemVendor = dev.read16(R.PCI_SUBSYSTEM_VENDOR_ID);
       dev.subsystemDevice = dev.read16(R.PCI_SUBSYSTEM_ID);
+    } else if (hdr === R.PCI_HEADER_TYPE_BRIDGE) {
+      const pos = pciFindCapability(dev, R.PCI_CAP_ID_SSVID);
+      if (pos) {
+        dev.subsystemVendor = dev.read16(pos + R.PCI_SSVID_VENDOR_ID);
+        dev.subsystemDevice = dev.read16(pos + R.PCI_SSVID_DEVICE_ID);
+      }
+    } else if (hdr === R.PCI_HEADER_TYPE_CARDBUS) {
+      dev.subsystemVendor = dev.read16(R.PCI_CB_SUBSYSTEM_VENDOR_ID);
+      dev.subsystemDevice = dev.read16(R.PCI_CB_SUBSYSTEM_ID);
     }
     applyPciFixups(dev);
     // pci_init_capabilities()

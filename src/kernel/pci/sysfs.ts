@@ -2,19 +2,28 @@
  * PCI in sysfs, drivers/pci/pci-sysfs.c and drivers/pci/pci-driver.c (Linux 6.12): a
  * directory per function under /sys/devices/pciDDDD:BB/… following the bridge chain,
  * /sys/bus/pci/devices links, identity attributes ("0x%04x"), `config` (the whole space
- * for CAP_SYS_ADMIN, 64 bytes otherwise), `enable`, `driver_override` (driver_set_override:
+ * for CAP_SYS_ADMIN, 64 bytes otherwise), `enable` (enable_store: pci_enable_device or
+ * pci_disable_device of a function no driver has), `driver_override` (driver_set_override:
  * a newline ends the name, an empty one clears it; shown as "(null)" when unset),
- * `reset_method` (pci.c reset_method_show/store, present when a reset method exists), and the
- * `driver`, `iommu_group` and `iommu` links, an SR-IOV PF's `virtfnN` and a VF's `physfn`
- * (drivers/pci/iov.c pci_iov_sysfs_link); per driver bind/unbind/new_id/remove_id and
+ * `reset_method` (pci.c reset_method_show/store, present when a reset method exists), `reset`
+ * (reset_store: pci_reset_function, present likewise), and the `driver`, `subsystem`,
+ * `iommu_group` and `iommu` links (with the unit's `devices/<name>`: iommu_device_link), an
+ * SR-IOV PF's `virtfnN` and a VF's `physfn` (drivers/pci/iov.c pci_iov_sysfs_link); per driver bind/unbind/new_id/remove_id and
  * links to its devices (drivers/base/bus.c); /sys/bus/pci/drivers_probe.
  */
+import type { PciMmio } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
 import * as R from "../../uapi/pci_regs.js";
-import { storeText, type KAttr, type KLink, type Vfs } from "../core/vfs.js";
+import { kstrtoul, storeText, type KAttr, type KLink, type Vfs } from "../core/vfs.js";
 import type { PciDriver, PciDriverCore } from "./driver.js";
 import type { PciBus, PciDev } from "./pci.js";
-import { pciResetMethodShow, pciResetMethodStore, pciResetSupported } from "./reset.js";
+import { pciDisableDevice, pciEnableDevice } from "./enable.js";
+import {
+  pciResetMethodShow,
+  pciResetMethodStore,
+  pciResetSupported,
+  pciTryResetFunction,
+} from "./reset.js";
 
 const PAGE_SIZE = 4096;
 
@@ -35,6 +44,8 @@ export class PciSysfs {
     private readonly vfs: Vfs,
     private readonly drivers: PciDriverCore,
     private readonly iommu: IommuSysfsInfo,
+    /** config space for `reset` */
+    private readonly mmio: PciMmio,
   ) {
     drivers.onChange = (dev) => this.driverChanged(dev);
   }
@@ -70,12 +81,17 @@ export class PciSysfs {
     attr("revision", { show: () => hex(dev.revision, 2) });
     attr("enable", {
       show: () => `${dev.enableCnt}\n`,
+      // enable_store(): only a device without a driver; disabling one not enabled is EIO
       store: (v, task) => {
         if (!task.capable("CAP_SYS_ADMIN")) return err("EPERM");
-        const t = storeText(v).trim();
-        if (t === "1") dev.enableCnt++;
-        else if (t === "0" && dev.enableCnt > 0) dev.enableCnt--;
-        else if (t !== "0") return err("EINVAL");
+        const val = kstrtoul(storeText(v));
+        if (val === null) return err("EINVAL");
+        if (this.drivers.driverOf(dev)) return err("EBUSY");
+        if (val) {
+          const r = pciEnableDevice(dev);
+          if (r < 0) return r;
+        } else if (dev.enableCnt > 0) pciDisableDevice(dev);
+        else return err("EIO");
         return v.length;
       },
     });
@@ -85,6 +101,16 @@ export class PciSysfs {
         show: () => pciResetMethodShow(dev),
         store: (v) => {
           const r = pciResetMethodStore(dev, storeText(v));
+          return r < 0 ? r : v.length;
+        },
+      });
+    // pci_dev_reset_attr_is_visible() likewise; reset_store(): kstrtoul, only 1, then
+    // pci_reset_function() with the methods probed at add (ENOTTY when none works now).
+    if (pciResetSupported(dev))
+      attr("reset", {
+        store: (v) => {
+          if (kstrtoul(storeText(v)) !== 1n) return err("EINVAL");
+          const r = pciTryResetFunction(this.mmio, dev);
           return r < 0 ? r : v.length;
         },
       });
@@ -130,6 +156,10 @@ export class PciSysfs {
     };
     link("iommu_group", () => this.iommu.groupPath(dev));
     link("iommu", () => this.iommu.unitPath(dev));
+    // iommu_device_link(): the unit's devices/<name> names the function back.
+    const unit = this.iommu.unitPath(dev);
+    if (unit) this.vfs.add(`${unit}/devices/${dev.name}`, { kind: "link", target: () => dir });
+    link("subsystem", () => "/sys/bus/pci");
     // pci_iov_sysfs_link(): the PF's virtfnN and the VF's physfn, in the order VFs are added.
     const pf = dev.physfn;
     if (pf) {

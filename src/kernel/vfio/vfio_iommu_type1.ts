@@ -28,6 +28,7 @@ import {
   type RbRoot,
 } from "../core/rbtree.js";
 import { kstrtobool } from "../cmdline.js";
+import { kstrtoul } from "../core/vfs.js";
 import type { Task } from "../core/task.js";
 import {
   ffs,
@@ -131,7 +132,11 @@ export function vfioIommuType1(k: Pick<VfioKernel, "param">): VfioIommuDriverOps
   const p: Type1Params = {
     allowUnsafeInterrupts: () => kstrtobool(k.param("vfio_iommu_type1.allow_unsafe_interrupts")),
     disableHugepages: () => kstrtobool(k.param("vfio_iommu_type1.disable_hugepages")),
-    dmaEntryLimit: () => kstrtouint(k.param("vfio_iommu_type1.dma_entry_limit")) ?? 0xffff,
+    dmaEntryLimit: () => {
+      // param_set_uint (kstrtouint): a value that does not parse leaves the default, U16_MAX.
+      const v = kstrtoul(k.param("vfio_iommu_type1.dma_entry_limit") ?? "");
+      return v !== null && v <= 0xffffffffn ? Number(v) : 0xffff;
+    },
   };
   return {
     name: "vfio-iommu-type1",
@@ -176,16 +181,6 @@ export function vfioIommuType1(k: Pick<VfioKernel, "param">): VfioIommuDriverOps
     },
     detachGroup: (iommu, group) => detachGroup(iommu, group),
   };
-}
-
-/** kstrtouint(s, 0): decimal, 0x hex or 0 octal; undefined when unparsable or absent. */
-function kstrtouint(v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const m = /^(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)\n?$/i.exec(v);
-  if (!m) return undefined;
-  const s = m[1] as string;
-  const n = /^0x/i.test(s) ? parseInt(s, 16) : s.startsWith("0") ? parseInt(s, 8) : parseInt(s);
-  return n <= 0xffffffff ? n : undefined;
 }
 
 /* ---------------------------------------------------------------------------------- */

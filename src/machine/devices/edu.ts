@@ -30,7 +30,8 @@
  * interleavings QEMU allows. A DMA whose buffer range leaves the 4 KiB buffer is logged as
  * a guest error and not performed (QEMU logs it and then overruns its buffer).
  * Interrupts: `irqStatus` is the device's state; `onInterrupt` is called with
- * "msi" (MSI enabled: one message per raise) or "intx" (the INTx line level changes).
+ * "msi" (MSI enabled: one message per raise) or "intx" (the INTx line level changes,
+ * which the Status register's Interrupt Status bit follows, as QEMU's pci_set_irq has it).
  */
 import type { BusMaster, DmaTransaction } from "../dma.js";
 import type { DeviceModel } from "../pci/fabric.js";
@@ -153,6 +154,15 @@ export class EduDevice implements DeviceModel {
     }
   }
 
+  /**
+   * A bus reset (hw/pci/pci.c pci_do_device_reset): pci_device_deassert_intx drops the
+   * INTx line and with it Status.Interrupt; edu has no reset handler of its own, so its
+   * registers, interrupt status included, survive.
+   */
+  functionReset(): void {
+    if (this.intx) this.setIntx(false);
+  }
+
   private running(): boolean {
     return (this.dma.cmd & BigInt(EDU_DMA_RUN)) !== 0n;
   }
@@ -217,17 +227,30 @@ export class EduDevice implements DeviceModel {
     if (this.msiEnabled()) {
       this.onInterrupt?.("msi", true);
     } else if (!this.intx) {
-      this.intx = true;
-      this.onInterrupt?.("intx", true);
+      this.setIntx(true);
     }
+  }
+
+  /**
+   * pci_set_irq -> pci_irq_handler (hw/pci/pci.c): a change of the INTx level, which
+   * pci_update_irq_status mirrors in the Status register's Interrupt Status bit whether
+   * or not Command.INTx Disable keeps the line from the interrupt controller.
+   */
+  private setIntx(level: boolean): void {
+    this.intx = level;
+    const cs = this.bus.fn.config;
+    const status = cs.read(R.PCI_STATUS, 2);
+    cs.set(
+      R.PCI_STATUS,
+      2,
+      level ? status | R.PCI_STATUS_INTERRUPT : status & ~R.PCI_STATUS_INTERRUPT,
+    );
+    this.onInterrupt?.("intx", level);
   }
 
   private lowerIrq(val: number): void {
     this.irqStatus = (this.irqStatus & ~val) >>> 0;
-    if (!this.irqStatus && !this.msiEnabled() && this.intx) {
-      this.intx = false;
-      this.onInterrupt?.("intx", false);
-    }
+    if (!this.irqStatus && !this.msiEnabled() && this.intx) this.setIntx(false);
   }
 }
 

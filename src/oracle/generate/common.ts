@@ -47,6 +47,58 @@ export const SHARED: CaseSpec = {
   append: "",
 };
 
+/**
+ * The shared oracle's `group-acs` machine: root ports with and without ACS, multifunction
+ * endpoints (e1000e 01:00.0 + edu 01:00.1, group 7), an edu below a port without ACS
+ * (02:00.0, group 2 with the port), integrated edu functions (00:06.0/.1, group 4) and an
+ * integrated rtl8139 (00:07.0, group 5).
+ */
+export const ACS: CaseSpec = {
+  kernel: "debian",
+  qemu: [
+    ...IOMMU,
+    ...[
+      "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2",
+      "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x3,disable-acs=on",
+      "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=0x5.0,multifunction=on,disable-acs=on",
+      "pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0x5.1,disable-acs=on",
+      "e1000e,bus=rp1,addr=0x0.0,multifunction=on",
+      "edu,bus=rp1,addr=0x0.1",
+      "edu,bus=rp2",
+      "edu,bus=rp3",
+      "e1000e,bus=rp4",
+      "edu,bus=pcie.0,addr=0x6.0,multifunction=on",
+      "edu,bus=pcie.0,addr=0x6.1",
+      "rtl8139,bus=pcie.0,addr=0x7",
+    ].flatMap((d) => ["-device", d]),
+  ],
+  append: "",
+};
+
+/**
+ * The shared oracle's `group-legacy-bridge` machine: conventional PCI behind a PCIe-to-PCI
+ * bridge (01:00.0) on a root port: e1000 02:01.0, rtl8139 02:02.0, edu 02:03.0 and a
+ * nested PCI-PCI bridge 02:04.0 with an e1000 at 03:01.0, all of them group 4.
+ */
+export const LEGACY: CaseSpec = {
+  kernel: "debian",
+  qemu: [
+    ...IOMMU,
+    ...[
+      "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2",
+      "pcie-pci-bridge,id=pb1,bus=rp1",
+      "e1000,bus=pb1,addr=0x1",
+      "rtl8139,bus=pb1,addr=0x2",
+      "edu,bus=pb1,addr=0x3",
+      "pci-bridge,id=pb2,bus=pb1,addr=0x4,chassis_nr=5",
+      "e1000,bus=pb2,addr=0x1",
+      "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x3",
+      "nvme,bus=rp2,serial=oracle0",
+    ].flatMap((d) => ["-device", d]),
+  ],
+  append: "",
+};
+
 export const NVME = "0000:01:00.0";
 export const NIC = "0000:02:00.0";
 export const NVME_GROUP = 4;

@@ -14,12 +14,17 @@ import { join } from "node:path";
 import type { GeneratedCase } from "./dsl.js";
 import * as config from "./config.js";
 import * as device from "./device.js";
+import * as endpoint from "./endpoint.js";
 import * as group from "./group.js";
 import * as iommufd from "./iommufd.js";
+import * as iommufdTopology from "./iommufd-topology.js";
 import * as kvm from "./kvm.js";
+import * as kvmcdev from "./kvmcdev.js";
 import * as kvmvfio from "./kvmvfio.js";
+import * as kvmvm from "./kvmvm.js";
 import * as region from "./region.js";
 import * as shared from "./shared.js";
+import * as topology from "./topology.js";
 import * as type1 from "./type1.js";
 import * as walks from "./walks.js";
 
@@ -57,6 +62,11 @@ export const FAMILIES: Family[] = [
     generate: region.generate,
   },
   {
+    name: "vfio-endpoint",
+    what: "edu, e1000, rtl8139 and a multifunction pair: root ports, bridges, integrated",
+    generate: endpoint.generate,
+  },
+  {
     name: "vfio-type1",
     what: "type1 MAP/UNMAP/GET_INFO/DIRTY_PAGES sweeps",
     generate: type1.generate,
@@ -68,9 +78,29 @@ export const FAMILIES: Family[] = [
     generate: kvmvfio.generate,
   },
   {
+    name: "kvm-vfio-cdev",
+    what: "kvm-vfio with the VFIO device cdev and the iommufd kernel's other files",
+    generate: kvmcdev.generate,
+  },
+  {
+    name: "kvm-vm",
+    what: "vCPU ids, memory slots, requests on the wrong fd",
+    generate: kvmvm.generate,
+  },
+  {
+    name: "vfio-topology",
+    what: "groups on ACS, bridge and legacy PCI topologies: sysfs, driver moves, viability",
+    generate: topology.generate,
+  },
+  {
     name: "iommufd",
     what: "IOAS, cdev, HWPT and compat-container sweeps (iommufd kernel)",
     generate: iommufd.generate,
+  },
+  {
+    name: "iommufd-topology",
+    what: "cdev groups of two, VT-d variants (iommufd kernel)",
+    generate: iommufdTopology.generate,
   },
 ];
 

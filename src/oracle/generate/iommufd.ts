@@ -32,10 +32,10 @@ const M = K * K;
 const RW = I.IOMMU_IOAS_MAP_READABLE | I.IOMMU_IOAS_MAP_WRITEABLE;
 const FIXED = I.IOMMU_IOAS_MAP_FIXED_IOVA | RW;
 
-const ioasAlloc = (s: Script, note: string) =>
+export const ioasAlloc = (s: Script, note: string) =>
   s.ioctl("$i", "IOMMU_IOAS_ALLOC", st(I.iommu_ioas_alloc, { size: 12 }), { note });
 
-const destroy = (s: Script, id: number, note: string, size = 8) =>
+export const destroy = (s: Script, id: number, note: string, size = 8) =>
   s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size, id }), { note });
 
 /** /dev/iommu as i, a buffer (8M named buf unless said otherwise), an IOAS with id 1. */
@@ -47,7 +47,7 @@ function ready(name: string, note: string, buf: [number, string] | null = [8 * M
   return s;
 }
 
-function map(
+export function map(
   s: Script,
   iova: number | bigint,
   length: number | bigint,
@@ -88,7 +88,10 @@ function unmap(
 }
 
 /** IOVA_RANGES into $rg. */
-function ranges(s: Script, o: { ioas?: number; num?: number; size?: number; note?: string } = {}) {
+export function ranges(
+  s: Script,
+  o: { ioas?: number; num?: number; size?: number; note?: string } = {},
+) {
   s.ioctl(
     "$i",
     "IOMMU_IOAS_IOVA_RANGES",
@@ -109,26 +112,31 @@ function cdev(s: Script): void {
   s.open("/dev/vfio/devices/vfio0", "d");
 }
 
-const bind = (
+/** The cdev requests, on $d unless `dev` names another device fd. */
+export const bind = (
   s: Script,
   fd: string | number,
-  o: { argsz?: number; flags?: number; note?: string } = {},
+  o: { argsz?: number; flags?: number; note?: string; dev?: string } = {},
 ) =>
   s.ioctl(
-    "$d",
+    o.dev ?? "$d",
     "VFIO_DEVICE_BIND_IOMMUFD",
     st(V.vfio_device_bind_iommufd, { argsz: o.argsz ?? 16, flags: o.flags ?? 0, iommufd: fd }),
     { note: o.note },
   );
-const attach = (s: Script, pt: number, o: { argsz?: number; flags?: number; note?: string } = {}) =>
+export const attach = (
+  s: Script,
+  pt: number,
+  o: { argsz?: number; flags?: number; note?: string; dev?: string } = {},
+) =>
   s.ioctl(
-    "$d",
+    o.dev ?? "$d",
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
     st(V.vfio_device_attach_iommufd_pt, { argsz: o.argsz ?? 12, flags: o.flags ?? 0, pt_id: pt }),
     { note: o.note },
   );
-const detach = (s: Script, note: string, argsz = 8) =>
-  s.ioctl("$d", "VFIO_DEVICE_DETACH_IOMMUFD_PT", st(V.vfio_device_detach_iommufd_pt, { argsz }), {
+export const detach = (s: Script, note: string, argsz = 8, dev = "$d") =>
+  s.ioctl(dev, "VFIO_DEVICE_DETACH_IOMMUFD_PT", st(V.vfio_device_detach_iommufd_pt, { argsz }), {
     note,
   });
 
