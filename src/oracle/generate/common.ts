@@ -76,6 +76,35 @@ export const ACS: CaseSpec = {
 };
 
 /**
+ * The shared oracle's `group-nonviable` machine: an e1000e (01:00.0) and an nvme (02:00.0)
+ * below root ports with ACS, an e1000 04:01.0 and an rtl8139 04:02.0 behind a PCIe-to-PCI
+ * bridge (03:00.0), a multifunction e1000 pair (05:00.0/.1) below a root port without ACS
+ * and an integrated multifunction rtl8139 pair (00:04.0/.1).
+ */
+export const NONVIABLE: CaseSpec = {
+  kernel: "debian",
+  qemu: [
+    ...IOMMU,
+    ...[
+      "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2.0,multifunction=on",
+      "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x2.1",
+      "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=0x2.2",
+      "pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0x3.0,disable-acs=on",
+      "e1000e,bus=rp1",
+      "nvme,bus=rp2,serial=oracle0",
+      "pcie-pci-bridge,id=br1,bus=rp3",
+      "e1000,bus=br1,addr=0x1",
+      "rtl8139,bus=br1,addr=0x2",
+      "e1000,bus=rp4,addr=0x0.0,multifunction=on",
+      "e1000,bus=rp4,addr=0x0.1",
+      "rtl8139,bus=pcie.0,addr=0x4.0,multifunction=on",
+      "rtl8139,bus=pcie.0,addr=0x4.1",
+    ].flatMap((d) => ["-device", d]),
+  ],
+  append: "",
+};
+
+/**
  * The shared oracle's `group-legacy-bridge` machine: conventional PCI behind a PCIe-to-PCI
  * bridge (01:00.0) on a root port: e1000 02:01.0, rtl8139 02:02.0, edu 02:03.0 and a
  * nested PCI-PCI bridge 02:04.0 with an e1000 at 03:01.0, all of them group 4.
@@ -255,17 +284,23 @@ export function irqSet(
   return s;
 }
 
+/** SET_IRQS on device d: `count` vectors of `index` from `start`, their data after. */
+export function setIrqs(
+  s: Script,
+  flags: number,
+  index: number,
+  start: number,
+  count: number,
+  note: string,
+  data?: [string, string, string | number][],
+): Script {
+  return s.ioctl("$d", "VFIO_DEVICE_SET_IRQS", irqSet(flags, index, start, count, data), { note });
+}
+
 /** SET_IRQS on device d: vector 0 of `index` triggers eventfd $ev. */
 export function irqTrigger(s: Script, index: number, note: string): Script {
   const flags = V.VFIO_IRQ_SET_DATA_EVENTFD | V.VFIO_IRQ_SET_ACTION_TRIGGER;
-  return s.ioctl(
-    "$d",
-    "VFIO_DEVICE_SET_IRQS",
-    irqSet(flags, index, 0, 1, [["s32", "fd0", "$ev"]]),
-    {
-      note,
-    },
-  );
+  return setIrqs(s, flags, index, 0, 1, note, [["s32", "fd0", "$ev"]]);
 }
 
 const K = 1024;

@@ -18,6 +18,7 @@ import {
   getDevice,
   irqSet,
   irqTrigger,
+  setIrqs,
 } from "./common.js";
 import { raw, st, type GeneratedCase, type Script } from "./dsl.js";
 
@@ -310,7 +311,7 @@ export function generate(): GeneratedCase[] {
       count: number,
       note: string,
       data: [string, string, string | number][] = [],
-    ) => s.ioctl("$d", "VFIO_DEVICE_SET_IRQS", irqSet(flags, index, start, count, data), { note });
+    ) => setIrqs(s, flags, index, start, count, note, data);
     const fds = (...f: (string | number)[]): [string, string, string | number][] =>
       f.map((x, i) => ["s32", `fd${i}`, x]);
     set(EV | TRIG, 2, 4, 1, "MSI-X vector 4 alone", fds("$e0"));

@@ -16,13 +16,24 @@
  * only their region ends are read.
  */
 import * as V from "../../uapi/vfio.js";
-import { ACS, LEGACY, bindVfio, getDevice, groupStatus, irqSet, setContainer } from "./common.js";
+import { ACS, LEGACY, bindVfio, getDevice, groupStatus, setContainer, setIrqs } from "./common.js";
 import { Script, st, type GeneratedCase } from "./dsl.js";
 import type { CaseSpec } from "../case.js";
 
 const region = (i: number) => Number(BigInt(i) << 40n);
 const hex = (n: number) => `0x${n.toString(16)}`;
 const CONFIG = region(V.VFIO_PCI_CONFIG_REGION_INDEX);
+const EV = V.VFIO_IRQ_SET_DATA_EVENTFD;
+const NONE = V.VFIO_IRQ_SET_DATA_NONE;
+const { VFIO_PCI_INTX_IRQ_INDEX: INTX, VFIO_PCI_MSI_IRQ_INDEX: MSI } = V;
+
+/** SET_IRQS on d from vector 0; `fd` is vector 0's eventfd. */
+const irq = (s: Script, flags: number, index: number, count: number, note: string, fd?: string) =>
+  setIrqs(s, flags, index, 0, count, note, fd ? [["s32", "fd0", fd]] : undefined);
+
+/** A write to edu's BAR0 registers. */
+const eduWrite = (s: Script, off: number, data: string, note: string) =>
+  s.pwrite("$d", region(0) + off, data, note);
 
 interface Fn {
   bdf: string;
@@ -112,42 +123,27 @@ function sizing(s: Script): void {
 
 /** INTx by eventfd, mask and unmask by ioctl and by eventfd; MSI vector 0. */
 function irqs(s: Script): void {
-  const { VFIO_PCI_INTX_IRQ_INDEX: INTX, VFIO_PCI_MSI_IRQ_INDEX: MSI } = V;
-  const EV = V.VFIO_IRQ_SET_DATA_EVENTFD;
-  const NONE = V.VFIO_IRQ_SET_DATA_NONE;
-  const set = (flags: number, index: number, count: number, note: string, fd?: string) =>
-    s.ioctl(
-      "$d",
-      "VFIO_DEVICE_SET_IRQS",
-      irqSet(flags, index, 0, count, fd ? [["s32", "fd0", fd]] : undefined),
-      { note },
-    );
   s.eventfd("ev");
   s.eventfd("ev2");
-  set(EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 1, "INTx to an eventfd", "$ev");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_MASK, INTX, 1, "mask");
+  irq(s, EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 1, "INTx to an eventfd", "$ev");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_MASK, INTX, 1, "mask");
   s.pread("$d", CONFIG + 4, 4, "command and status while masked");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, INTX, 1, "unmask");
-  set(EV | V.VFIO_IRQ_SET_ACTION_UNMASK, INTX, 1, "unmask by eventfd", "$ev2");
-  s.ioctl(
-    "$d",
-    "VFIO_DEVICE_SET_IRQS",
-    irqSet(V.VFIO_IRQ_SET_DATA_BOOL | V.VFIO_IRQ_SET_ACTION_MASK, INTX, 0, 1, [["u8", "b0", 1]]),
-    { note: "mask by bool" },
-  );
-  set(NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 0, "INTx off");
-  set(EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, MSI, 1, "MSI vector 0", "$ev");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, INTX, 1, "unmask");
+  irq(s, EV | V.VFIO_IRQ_SET_ACTION_UNMASK, INTX, 1, "unmask by eventfd", "$ev2");
+  const BOOL_MASK = V.VFIO_IRQ_SET_DATA_BOOL | V.VFIO_IRQ_SET_ACTION_MASK;
+  setIrqs(s, BOOL_MASK, INTX, 0, 1, "mask by bool", [["u8", "b0", 1]]);
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 0, "INTx off");
+  irq(s, EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, MSI, 1, "MSI vector 0", "$ev");
   s.pread("$d", CONFIG + 4, 4, "command and status with MSI");
-  set(EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 1, "INTx while MSI is on", "$ev2");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, MSI, 0, "MSI off");
+  irq(s, EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 1, "INTx while MSI is on", "$ev2");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, MSI, 0, "MSI off");
 }
 
 /** edu's BAR0 registers (hw/misc/edu.c edu_mmio_read / edu_mmio_write). */
 function eduBar(s: Script): void {
   const r = (off: number, size: number, note?: string) =>
     s.pread("$d", region(0) + off, size, note ?? `BAR0 ${hex(off)} x${size}`);
-  const w = (off: number, data: string, note: string) =>
-    s.pwrite("$d", region(0) + off, data, note);
+  const w = (off: number, data: string, note: string) => eduWrite(s, off, data, note);
   r(0, 4, "identification");
   r(0, 1);
   r(0, 2);
@@ -255,45 +251,35 @@ function configWrites(s: Script, dev: Fn): void {
  * Interrupt Status with INTx off, on, masked and unmasked, and with MSI on.
  */
 function eduIrq(s: Script): void {
-  const w = (off: number, data: string, note: string) =>
-    s.pwrite("$d", region(0) + off, data, note);
+  const w = (off: number, data: string, note: string) => eduWrite(s, off, data, note);
   const status = (note: string) => s.pread("$d", CONFIG + 4, 4, note);
-  const EV = V.VFIO_IRQ_SET_DATA_EVENTFD;
-  const NONE = V.VFIO_IRQ_SET_DATA_NONE;
-  const set = (flags: number, index: number, count: number, note: string, fd?: string) =>
-    s.ioctl(
-      "$d",
-      "VFIO_DEVICE_SET_IRQS",
-      irqSet(flags, index, 0, count, fd ? [["s32", "fd0", fd]] : undefined),
-      { note },
-    );
   w(0x60, "01000000", "raise, no interrupt set up");
   status("Interrupt Status");
   s.pread("$d", region(0) + 0x24, 4, "interrupt status register");
   w(0x64, "01000000", "acknowledge");
   status("Interrupt Status cleared");
   s.eventfd("ev");
-  set(EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, V.VFIO_PCI_INTX_IRQ_INDEX, 1, "INTx on", "$ev");
+  irq(s, EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 1, "INTx on", "$ev");
   w(0x60, "02000000", "raise");
   status("pending, masked by the handler");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, V.VFIO_PCI_INTX_IRQ_INDEX, 1, "unmask, still pending");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, INTX, 1, "unmask, still pending");
   status("after unmask");
   w(0x64, "02000000", "acknowledge");
   status("after acknowledge");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, V.VFIO_PCI_INTX_IRQ_INDEX, 1, "unmask");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_MASK, V.VFIO_PCI_INTX_IRQ_INDEX, 1, "mask");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_UNMASK, INTX, 1, "unmask");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_MASK, INTX, 1, "mask");
   w(0x60, "04000000", "raise while masked");
   status("pending while masked");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, V.VFIO_PCI_INTX_IRQ_INDEX, 0, "INTx off, pending");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, INTX, 0, "INTx off, pending");
   status("after INTx off");
   w(0x64, "04000000", "acknowledge");
-  set(EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, V.VFIO_PCI_MSI_IRQ_INDEX, 1, "MSI on", "$ev");
+  irq(s, EV | V.VFIO_IRQ_SET_ACTION_TRIGGER, MSI, 1, "MSI on", "$ev");
   w(0x60, "08000000", "raise with MSI");
   status("no INTx with MSI");
   s.pread("$d", region(0) + 0x24, 4, "interrupt status register");
   s.pread("$d", CONFIG + 0x40, 0x10, "the MSI capability");
   w(0x64, "08000000", "acknowledge");
-  set(NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, V.VFIO_PCI_MSI_IRQ_INDEX, 0, "MSI off");
+  irq(s, NONE | V.VFIO_IRQ_SET_ACTION_TRIGGER, MSI, 0, "MSI off");
   status("after MSI off");
 }
 
@@ -303,11 +289,9 @@ function eduIrq(s: Script): void {
  * to every function below the bridge; the config space vfio-pci restores afterwards.
  */
 function resetState(s: Script, reset: () => void, other?: string): void {
-  const bar = (off: number, data: string, note: string) =>
-    s.pwrite("$d", region(0) + off, data, note);
-  bar(4, "78563412", "liveness");
-  bar(0x80, "0000040000000000", "DMA source");
-  bar(0x60, "04000000", "raise an interrupt");
+  eduWrite(s, 4, "78563412", "liveness");
+  eduWrite(s, 0x80, "0000040000000000", "DMA source");
+  eduWrite(s, 0x60, "04000000", "raise an interrupt");
   s.pwrite("$d", CONFIG + 0x50, "a5", "a byte no capability covers");
   if (other) s.pwrite(`$${other}`, CONFIG + 0x80, "5a", "the same on another function");
   reset();

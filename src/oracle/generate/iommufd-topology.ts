@@ -29,6 +29,7 @@ import {
   LEGACY,
   NIC,
   NIC_GROUP,
+  NONVIABLE,
   NVME,
   SMALL,
   attachGroup,
@@ -40,36 +41,21 @@ import {
   setContainer,
 } from "./common.js";
 import { Script, st, v64, type GeneratedCase } from "./dsl.js";
-import { attach, bind, destroy, detach, ioasAlloc, map, ranges } from "./iommufd.js";
+import {
+  attach,
+  bind,
+  destroy,
+  detach,
+  faultQueue,
+  hwptAlloc,
+  ioasAlloc,
+  map,
+  ranges,
+} from "./iommufd.js";
 
 const K = 1024;
 const M = K * K;
 const CONFIG = Number(BigInt(V.VFIO_PCI_CONFIG_REGION_INDEX) << 40n);
-
-/** The shared oracle's group-nonviable machine on the iommufd kernel. */
-const NONVIABLE: CaseSpec = {
-  kernel: "iommufd",
-  qemu: [
-    "-device",
-    "intel-iommu,intremap=on,snoop-control=on",
-    ...[
-      "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2.0,multifunction=on",
-      "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x2.1",
-      "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=0x2.2",
-      "pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0x3.0,disable-acs=on",
-      "e1000e,bus=rp1",
-      "nvme,bus=rp2,serial=oracle0",
-      "pcie-pci-bridge,id=br1,bus=rp3",
-      "e1000,bus=br1,addr=0x1",
-      "rtl8139,bus=br1,addr=0x2",
-      "e1000,bus=rp4,addr=0x0.0,multifunction=on",
-      "e1000,bus=rp4,addr=0x0.1",
-      "rtl8139,bus=pcie.0,addr=0x4.0,multifunction=on",
-      "rtl8139,bus=pcie.0,addr=0x4.1",
-    ].flatMap((d) => ["-device", d]),
-  ],
-  append: "",
-};
 
 interface Pair {
   tag: string;
@@ -568,9 +554,7 @@ function vtdCase(tag: string, opts: string): GeneratedCase {
   );
   s.check("hw", 0, "00".repeat(32));
   ranges(s, { note: "before attach" });
-  s.ioctl("$i", "IOMMU_HWPT_ALLOC", st(I.iommu_hwpt_alloc, { size: 48, dev_id: 2, pt_id: 1 }), {
-    note: "hwpt 3",
-  });
+  hwptAlloc(s, "hwpt 3");
   used("bound, hwpt 3 allocated");
   attach(s, 3, { note: "attach hwpt 3" });
   used("attached");
@@ -600,12 +584,7 @@ function vtdCase(tag: string, opts: string): GeneratedCase {
     [I.IOMMU_HWPT_ALLOC_NEST_PARENT | I.IOMMU_HWPT_ALLOC_DIRTY_TRACKING, "both"],
   ];
   for (const [f, what] of flags) {
-    s.ioctl(
-      "$i",
-      "IOMMU_HWPT_ALLOC",
-      st(I.iommu_hwpt_alloc, { size: 48, flags: f, dev_id: 2, pt_id: 1 }),
-      { note: `${what}: hwpt 4` },
-    );
+    hwptAlloc(s, `${what}: hwpt 4`, { flags: f });
     attach(s, 4, { note: `attach the ${what} hwpt` });
     s.ioctl(
       "$i",
@@ -633,22 +612,8 @@ function vtdCase(tag: string, opts: string): GeneratedCase {
     attach(s, 3, { note: "back to hwpt 3" });
     destroy(s, 4, `destroy the ${what} hwpt`);
   }
-  s.ioctl("$i", "IOMMU_FAULT_QUEUE_ALLOC", st(I.iommu_fault_alloc, { size: 16 }), {
-    bind: { out_fault_fd: "fq" },
-    note: "a fault queue: id 4",
-  });
-  s.ioctl(
-    "$i",
-    "IOMMU_HWPT_ALLOC",
-    st(I.iommu_hwpt_alloc, {
-      size: 56,
-      flags: I.IOMMU_HWPT_FAULT_ID_VALID,
-      dev_id: 2,
-      pt_id: 1,
-      fault_id: 4,
-    }),
-    { note: "an iopf-capable hwpt: 5" },
-  );
+  faultQueue(s, "a fault queue: id 4", { fd: "fq" });
+  hwptAlloc(s, "an iopf-capable hwpt: 5", { fault: 4 });
   attach(s, 5, { note: "attach it (no PRI)" });
   s.close("$d", "the device to the group path: the compat container");
   used("closed");
@@ -732,7 +697,7 @@ export function generate(): GeneratedCase[] {
     ...PAIRS.flatMap(groupCases).map((s): GeneratedCase => ({
       name: s.name,
       family: "iommufd-topology",
-      spec: NONVIABLE,
+      spec: { ...NONVIABLE, kernel: "iommufd" },
       script: s,
     })),
     legacyCase(),

@@ -38,6 +38,39 @@ export const ioasAlloc = (s: Script, note: string) =>
 export const destroy = (s: Script, id: number, note: string, size = 8) =>
   s.ioctl("$i", "IOMMU_DESTROY", st(I.iommu_destroy, { size, id }), { note });
 
+/**
+ * HWPT_ALLOC of a paging hwpt for device 2 on IOAS 1; with `fault`, one whose faults go to
+ * that fault queue (FAULT_ID_VALID and the longer struct).
+ */
+export function hwptAlloc(s: Script, note: string, o: { flags?: number; fault?: number } = {}) {
+  const fault = o.fault !== undefined;
+  s.ioctl(
+    "$i",
+    "IOMMU_HWPT_ALLOC",
+    st(I.iommu_hwpt_alloc, {
+      size: fault ? 56 : 48,
+      flags: (o.flags ?? 0) | (fault ? I.IOMMU_HWPT_FAULT_ID_VALID : 0),
+      dev_id: 2,
+      pt_id: 1,
+      fault_id: o.fault ?? 0,
+    }),
+    { note },
+  );
+}
+
+/** FAULT_QUEUE_ALLOC; `fd` names the queue's fd. */
+export const faultQueue = (
+  s: Script,
+  note: string,
+  o: { flags?: number; size?: number; fd?: string } = {},
+) =>
+  s.ioctl(
+    "$i",
+    "IOMMU_FAULT_QUEUE_ALLOC",
+    st(I.iommu_fault_alloc, { size: o.size ?? 16, flags: o.flags ?? 0 }),
+    { ...(o.fd ? { bind: { out_fault_fd: o.fd } } : {}), note },
+  );
+
 /** /dev/iommu as i, a buffer (8M named buf unless said otherwise), an IOAS with id 1. */
 function ready(name: string, note: string, buf: [number, string] | null = [8 * M, "buf"]): Script {
   const s = new Script(name, note);
@@ -616,9 +649,7 @@ export function generate(): GeneratedCase[] {
     track(3, "the auto hwpt is a paging hwpt");
     destroy(s, 3, "destroy the auto hwpt");
     attach(s, 1, { note: "attach the same IOAS again" });
-    s.ioctl("$i", "IOMMU_HWPT_ALLOC", st(I.iommu_hwpt_alloc, { size: 48, dev_id: 2, pt_id: 1 }), {
-      note: "a user hwpt: 4",
-    });
+    hwptAlloc(s, "a user hwpt: 4");
     attach(s, 4, { note: "replace with hwpt 4" });
     track(3, "the auto hwpt after the replace");
     destroy(s, 3, "destroy it");
@@ -635,9 +666,7 @@ export function generate(): GeneratedCase[] {
     const s = ready("destroy-kinds", "DESTROY of IOAS, HWPT, device ids; in use; twice", null);
     cdev(s);
     bind(s, "$i", { note: "devid 2" });
-    s.ioctl("$i", "IOMMU_HWPT_ALLOC", st(I.iommu_hwpt_alloc, { size: 48, dev_id: 2, pt_id: 1 }), {
-      note: "hwpt 3 on ioas 1",
-    });
+    hwptAlloc(s, "hwpt 3 on ioas 1");
     destroy(s, 1, "the IOAS under a hwpt");
     destroy(s, 2, "the device");
     attach(s, 3, { note: "attach hwpt 3" });
@@ -668,9 +697,7 @@ export function generate(): GeneratedCase[] {
     ]);
     cdev(s);
     bind(s, "$i", { note: "devid 2" });
-    s.ioctl("$i", "IOMMU_HWPT_ALLOC", st(I.iommu_hwpt_alloc, { size: 48, dev_id: 2, pt_id: 1 }), {
-      note: "hwpt 3",
-    });
+    hwptAlloc(s, "hwpt 3");
     const track = (id: number, flags: number, note: string, size = 16) =>
       s.ioctl(
         "$i",
@@ -712,31 +739,11 @@ export function generate(): GeneratedCase[] {
     bitmap({ length: 0 }, "length 0");
     bitmap({ id: 1 }, "the IOAS");
     bitmap({ id: 99 }, "no such id");
-    const fault = (flags: number, note: string, size = 16) =>
-      s.ioctl("$i", "IOMMU_FAULT_QUEUE_ALLOC", st(I.iommu_fault_alloc, { size, flags }), {
-        note,
-      });
-    fault(1, "flags 1");
-    fault(0, "size 8", 8);
-    s.ioctl("$i", "IOMMU_FAULT_QUEUE_ALLOC", st(I.iommu_fault_alloc, { size: 16 }), {
-      bind: { out_fault_fd: "fq" },
-      note: "a fault queue: id 4",
-    });
-    const faultHwpt = (faultId: number, note: string) =>
-      s.ioctl(
-        "$i",
-        "IOMMU_HWPT_ALLOC",
-        st(I.iommu_hwpt_alloc, {
-          size: 56,
-          flags: I.IOMMU_HWPT_FAULT_ID_VALID,
-          dev_id: 2,
-          pt_id: 1,
-          fault_id: faultId,
-        }),
-        { note },
-      );
-    faultHwpt(4, "a paging hwpt with the fault queue");
-    faultHwpt(1, "fault_id is the IOAS");
+    faultQueue(s, "flags 1", { flags: 1 });
+    faultQueue(s, "size 8", { size: 8 });
+    faultQueue(s, "a fault queue: id 4", { fd: "fq" });
+    hwptAlloc(s, "a paging hwpt with the fault queue", { fault: 4 });
+    hwptAlloc(s, "fault_id is the IOAS", { fault: 1 });
     destroy(s, 4, "destroy the fault queue");
     mk(s);
   }

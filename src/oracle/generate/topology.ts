@@ -11,83 +11,21 @@
 import type { CaseSpec } from "../case.js";
 import * as V from "../../uapi/vfio.js";
 import {
+  ACS,
+  LEGACY,
   NIC,
+  NIC_GROUP,
+  NONVIABLE,
   NVME,
   NVME_GROUP,
   SMALL,
-  bindVfio,
+  attachGroup,
   getDevice,
   groupStatus,
   setContainer,
+  type1Ready,
 } from "./common.js";
 import { Script, type GeneratedCase } from "./dsl.js";
-
-const IOMMU = ["-device", "intel-iommu,intremap=on,snoop-control=on"];
-const dev = (...a: string[]) => a.flatMap((x) => ["-device", x]);
-
-const ACS: CaseSpec = {
-  kernel: "debian",
-  qemu: [
-    ...IOMMU,
-    ...dev(
-      "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2",
-      "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x3,disable-acs=on",
-      "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=0x5.0,multifunction=on,disable-acs=on",
-      "pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0x5.1,disable-acs=on",
-      "e1000e,bus=rp1,addr=0x0.0,multifunction=on",
-      "edu,bus=rp1,addr=0x0.1",
-      "edu,bus=rp2",
-      "edu,bus=rp3",
-      "e1000e,bus=rp4",
-      "edu,bus=pcie.0,addr=0x6.0,multifunction=on",
-      "edu,bus=pcie.0,addr=0x6.1",
-      "rtl8139,bus=pcie.0,addr=0x7",
-    ),
-  ],
-  append: "",
-};
-
-const NONVIABLE: CaseSpec = {
-  kernel: "debian",
-  qemu: [
-    ...IOMMU,
-    ...dev(
-      "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2.0,multifunction=on",
-      "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x2.1",
-      "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,addr=0x2.2",
-      "pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0x3.0,disable-acs=on",
-      "e1000e,bus=rp1",
-      "nvme,bus=rp2,serial=oracle0",
-      "pcie-pci-bridge,id=br1,bus=rp3",
-      "e1000,bus=br1,addr=0x1",
-      "rtl8139,bus=br1,addr=0x2",
-      "e1000,bus=rp4,addr=0x0.0,multifunction=on",
-      "e1000,bus=rp4,addr=0x0.1",
-      "rtl8139,bus=pcie.0,addr=0x4.0,multifunction=on",
-      "rtl8139,bus=pcie.0,addr=0x4.1",
-    ),
-  ],
-  append: "",
-};
-
-const LEGACY: CaseSpec = {
-  kernel: "debian",
-  qemu: [
-    ...IOMMU,
-    ...dev(
-      "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2",
-      "pcie-pci-bridge,id=pb1,bus=rp1",
-      "e1000,bus=pb1,addr=0x1",
-      "rtl8139,bus=pb1,addr=0x2",
-      "edu,bus=pb1,addr=0x3",
-      "pci-bridge,id=pb2,bus=pb1,addr=0x4,chassis_nr=5",
-      "e1000,bus=pb2,addr=0x1",
-      "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x3",
-      "nvme,bus=rp2,serial=oracle0",
-    ),
-  ],
-  append: "",
-};
 
 const CHIPSET = ["00:00.0", "00:1f.0", "00:1f.2", "00:1f.3"];
 
@@ -395,9 +333,7 @@ export function generate(): GeneratedCase[] {
     s.sysfsWrite(sys(NVME.slice(5), "driver_override"), "vfio-pci");
     s.sysfsWrite("/sys/bus/pci/drivers_probe", NVME);
     s.sysfsRead(en, "vfio-pci bound");
-    s.open("/dev/vfio/vfio", "c");
-    s.open(`/dev/vfio/${NVME_GROUP}`, "g");
-    setContainer(s, "g", "c");
+    attachGroup(s, NVME_GROUP);
     s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
     getDevice(s, "g", NVME, "d");
     s.sysfsRead(en, "the device open");
@@ -412,11 +348,7 @@ export function generate(): GeneratedCase[] {
   {
     const s = new Script("small-reset-method", "reset_method read and written; the reset it picks");
     for (const f of [NVME, NIC]) s.sysfsRead(sys(f.slice(5), "reset_method"));
-    bindVfio(s, NIC);
-    s.open("/dev/vfio/vfio", "c");
-    s.open("/dev/vfio/5", "g");
-    setContainer(s, "g", "c");
-    s.ioctl("$c", "VFIO_SET_IOMMU", V.VFIO_TYPE1v2_IOMMU);
+    type1Ready(s, NIC, NIC_GROUP);
     getDevice(s, "g", NIC, "d");
     const rm = sys(NIC.slice(5), "reset_method");
     for (const v of [
