@@ -674,6 +674,8 @@ export class Kernel {
       const dev = this.pci.get(bdf);
       if (!dev) return null;
       const g = this.iommu.groupOf(dev);
+      // vfio's no-IOMMU group has no unit: its DMA is untranslated by design.
+      if (g && !g.unit) return { group: null, domain: "none", phys: null };
       const d = g?.domain;
       if (!g || !d) return { group: g?.id ?? null, domain: "none", phys: null };
       if (d.type === IOMMU_DOMAIN_IDENTITY) return { group: g.id, domain: "identity", phys: iova };

@@ -151,9 +151,10 @@ export const CMDLINES = [
   "intremap=off vfio_iommu_type1.allow_unsafe_interrupts=1",
   "iommu=pt",
   "iommu.strict=1",
+  "intel_iommu=off amd_iommu=off vfio.enable_unsafe_noiommu_mode=1",
 ];
 
-export const PROFILES: ProfileName[] = ["6.12", "3.15", "3.13"];
+export const PROFILES: ProfileName[] = ["6.12", "3.15", "3.13", "2021-proposal"];
 
 /** A built machine and the kernel booted on it, as the fuzz configuration says. */
 export function bootFuzz(cfg: FuzzConfig): { host: Host; kernel: Kernel; spec: HostSpec } {

@@ -470,6 +470,8 @@ export class FuzzRun {
     return [
       "/dev/vfio/vfio",
       ...groups.map((g) => `/dev/vfio/${g}`),
+      // vfio-pci's fake groups in no-IOMMU mode (drivers/vfio/group.c)
+      ...groups.map((g) => `/dev/vfio/noiommu-${g}`),
       "/dev/kvm",
       "/dev/vfio/99",
       "/dev/iommu",
@@ -485,7 +487,7 @@ export class FuzzRun {
   private sysfsPath(s0: number, s1: number): string {
     const fn = pick(s1, FUZZ_FUNCTIONS);
     const drv = pick(s1, FUZZ_DRIVERS);
-    const g = pick(s1, this.kernel.debug.groups()).id;
+    const g = pick(s1, this.kernel.debug.groups())?.id ?? 0;
     return pick(s0, [
       `/sys/bus/pci/devices/${fn}/${pick(s1 >> 4, FN_FILES)}`,
       `/sys/bus/pci/drivers/${drv}/${pick(s1 >> 4, ["bind", "unbind", "new_id", "remove_id", fn])}`,
@@ -519,7 +521,7 @@ export class FuzzRun {
     const name = this.fresh("f");
     const res = this.op(p, { op: "open", line: 0, path, flags, as: name });
     if (res.errno !== null) return null;
-    const m = /^\/dev\/vfio\/(\d+)$/.exec(path);
+    const m = /^\/dev\/vfio\/(?:noiommu-)?(\d+)$/.exec(path);
     const f: FdName = {
       name,
       open: true,
