@@ -234,7 +234,9 @@ export class Kernel {
       cmdline,
     );
     const amd = new AmdIommuDriver(hw, this.pages, unitOf, cmdline);
-    const domainType = defaultDomainType(cmdline);
+    const cmdlineType = defaultDomainType(cmdline);
+    // the VT-d driver's iommu_set_dma_strict() comes after iommu_subsys_init()
+    const domainType = cmdlineType === "DMA-FQ" && intel.dmaStrict ? "DMA" : cmdlineType;
     this.iommu = new IommuSubsystem(units, quirks, {
       ops: (u) =>
         u.kind === "intel-vtd"

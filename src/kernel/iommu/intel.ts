@@ -9,7 +9,8 @@
  * points the context entry of each of its DMA aliases at the domain's table with a domain
  * ID from the unit's CAP.ND space; the blocking domain clears them; the identity domain
  * makes them pass-through. Interrupt remapping (intel/irq_remapping.c) is on when every
- * unit has ECAP.IR and the command line does not turn it off.
+ * unit has ECAP.IR and the command line does not turn it off. A unit in caching mode makes
+ * DMA strict (init_dmars()), so default domains are DMA, not DMA-FQ.
  */
 import type { Hardware, IommuUnitDesc } from "../../machine/hw.js";
 import { err } from "../../uapi/errno.js";
@@ -69,6 +70,8 @@ const ecapIrSupport = (e: bigint) => ((e >> 3n) & 1n) === 1n;
 const ecapNest = (e: bigint) => ((e >> 26n) & 1n) === 1n;
 const ecapSmts = (e: bigint) => ((e >> 43n) & 1n) === 1n;
 const ecapSlads = (e: bigint) => ((e >> 45n) & 1n) === 1n;
+const ecapSlts = (e: bigint) => ((e >> 46n) & 1n) === 1n;
+const ecapFlts = (e: bigint) => ((e >> 47n) & 1n) === 1n;
 
 const agawToLevel = (agaw: number) => agaw + 2;
 const agawToWidth = (agaw: number) => Math.min(30 + agaw * LEVEL_STRIDE, MAX_AGAW_WIDTH);
@@ -250,6 +253,28 @@ export class IntelIommuDriver {
     if (!iommu) return false;
     if (cap === "enforce-cache-coherency") return ecapScSupport(iommu.desc.ecap);
     return this.smSupported(iommu) && ecapSlads(iommu.desc.ecap);
+  }
+
+  /**
+   * init_dmars(): a unit in caching mode (CAP.CM) makes DMA strict unless DMA domains use
+   * first-level tables ("IOMMU batching disallowed due to virtualization");
+   * iommu_set_dma_strict() turns a DMA-FQ default domain type into DMA.
+   */
+  get dmaStrict(): boolean {
+    const units = [...this.iommus.values()];
+    return units.some((u) => capCachingMode(u.desc.cap)) && !this.firstLevelByDefault(units);
+  }
+
+  /**
+   * first_level_by_default(IOMMU_DOMAIN_DMA): only second-level tables in legacy mode; in
+   * scalable mode (scalable_mode_support(): every unit SMTS) the one level every unit
+   * has (intel_cap_{f,s}lts_sanity), first-level when both.
+   */
+  private firstLevelByDefault(units: IntelIommu[]): boolean {
+    if (!this.scalableMode || !units.every((u) => ecapSmts(u.desc.ecap))) return false;
+    const flts = units.every((u) => ecapFlts(u.desc.ecap));
+    const slts = units.every((u) => ecapSlts(u.desc.ecap));
+    return flts !== slts ? flts : true;
   }
 
   /** sm_supported(): scalable mode unless "intel_iommu=sm_off" (SCALABLE_MODE_DEFAULT_ON=y). */

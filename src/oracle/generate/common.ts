@@ -32,6 +32,18 @@ export const SMALL_NOSNOOP: CaseSpec = {
   ),
 };
 
+/** The small machine with VT-d options added; snoop control stays on unless they name it. */
+export function smallVtd(opts: string, kernel: CaseSpec["kernel"] = SMALL.kernel): CaseSpec {
+  const snoop = opts.includes("snoop") ? "" : "snoop-control=on,";
+  return {
+    ...SMALL,
+    kernel,
+    qemu: SMALL.qemu.map((w) =>
+      w.startsWith("intel-iommu") ? `intel-iommu,intremap=on,${snoop}${opts}` : w,
+    ),
+  };
+}
+
 /** Two functions behind one root port without ACS: one group of two (0000:01:00.0/.1). */
 export const SHARED: CaseSpec = {
   kernel: "debian",
@@ -242,6 +254,36 @@ export function dirtyPages(s: Script, flags: number, argsz = 8, note?: string): 
     "VFIO_IOMMU_DIRTY_PAGES",
     st(V.vfio_iommu_type1_dirty_bitmap, { argsz, flags }),
     { note },
+  );
+}
+
+/** DIRTY_PAGES GET_BITMAP of [iova, iova + size) at pgsize into $bm, bsize bytes of it. */
+export function dirtyBitmap(
+  s: Script,
+  iova: number,
+  size: number,
+  pgsize: number,
+  bsize: number,
+  note?: string,
+): Script {
+  const head = st(V.vfio_iommu_type1_dirty_bitmap, {
+    argsz: 48,
+    flags: V.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
+  });
+  const get = st(V.vfio_iommu_type1_dirty_bitmap_get, {
+    iova,
+    size,
+    bitmap_pgsize: pgsize,
+    bitmap_size: bsize,
+    bitmap_data: "$bm",
+  });
+  return s.ioctl(
+    "$c",
+    "VFIO_IOMMU_DIRTY_PAGES",
+    { struct: [...head.struct, ...get.struct] },
+    {
+      note,
+    },
   );
 }
 

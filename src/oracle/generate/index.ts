@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path";
 import type { GeneratedCase } from "./dsl.js";
 import * as config from "./config.js";
+import * as containerTopology from "./container-topology.js";
 import * as device from "./device.js";
 import * as endpoint from "./endpoint.js";
 import * as group from "./group.js";
@@ -70,6 +71,11 @@ export const FAMILIES: Family[] = [
     name: "vfio-type1",
     what: "type1 MAP/UNMAP/GET_INFO/DIRTY_PAGES sweeps",
     generate: type1.generate,
+  },
+  {
+    name: "vfio-container-topology",
+    what: "several groups in one type1 container; VT-d variants, iommu=pt (Debian's kernel)",
+    generate: containerTopology.generate,
   },
   { name: "kvm-device", what: "KVM device framework and capabilities", generate: kvm.generate },
   {

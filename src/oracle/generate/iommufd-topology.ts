@@ -39,6 +39,7 @@ import {
   getDevice,
   groupStatus,
   setContainer,
+  smallVtd,
 } from "./common.js";
 import { Script, st, v64, type GeneratedCase } from "./dsl.js";
 import {
@@ -76,15 +77,7 @@ const dev = (bdf: string) => `/sys/bus/pci/devices/${bdf}`;
 const UNIT = "/sys/class/iommu/dmar0/intel-iommu";
 
 /** The small machine on the iommufd kernel with VT-d options added. */
-const vtdSpec = (opts: string): CaseSpec => ({
-  ...SMALL,
-  kernel: "iommufd",
-  qemu: SMALL.qemu.map((w) =>
-    w.startsWith("intel-iommu")
-      ? `intel-iommu,intremap=on,${opts.includes("snoop") ? "" : "snoop-control=on,"}${opts}`
-      : w,
-  ),
-});
+const vtdSpec = (opts: string): CaseSpec => smallVtd(opts, "iommufd");
 
 const info = (s: Script, d: string, note: string) =>
   s.ioctl(d, "VFIO_DEVICE_GET_INFO", st(V.vfio_device_info, { argsz: 24 }), { note });

@@ -11,13 +11,14 @@ import {
   RELATIONS,
   SMALL,
   attachGroup,
+  dirtyBitmap,
   dirtyPages,
   iommuInfo,
   mapDma,
   type1Ready,
   unmapDma,
 } from "./common.js";
-import { Script, st, type GeneratedCase } from "./dsl.js";
+import { Script, type GeneratedCase } from "./dsl.js";
 
 const K = 1024;
 const M = K * K;
@@ -299,26 +300,7 @@ export function generate(): GeneratedCase[] {
     mapDma(s, 32 * M, 64 * K, { vaddr: "$buf+0x10000" });
     dirtyPages(s, V.VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
     const get = (iova: number, size: number, pgsize: number, bsize: number, note: string) =>
-      s.ioctl(
-        "$c",
-        "VFIO_IOMMU_DIRTY_PAGES",
-        {
-          struct: [
-            ...st(V.vfio_iommu_type1_dirty_bitmap, {
-              argsz: 48,
-              flags: V.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
-            }).struct,
-            ...st(V.vfio_iommu_type1_dirty_bitmap_get, {
-              iova,
-              size,
-              bitmap_pgsize: pgsize,
-              bitmap_size: bsize,
-              bitmap_data: "$bm",
-            }).struct,
-          ],
-        },
-        { note },
-      );
+      dirtyBitmap(s, iova, size, pgsize, bsize, note);
     get(16 * M, 64 * K, 4096, 8, "exactly the first mapping");
     s.check("bm", 0, "ffff000000000000");
     get(16 * M, 64 * K, 8192, 8, "page size 8K");
