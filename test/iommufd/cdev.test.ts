@@ -9,7 +9,7 @@ import { err } from "../../src/uapi/errno.js";
 import * as I from "../../src/uapi/iommufd.js";
 import * as K from "../../src/uapi/kvm.js";
 import * as V from "../../src/uapi/vfio.js";
-import { bootIommufd, E1000E, holdings, PAGE, Proc } from "./support.js";
+import { bootIommufd, E1000E, holdings, NVME, PAGE, Proc } from "./support.js";
 
 async function setup() {
   const k = await bootIommufd();
@@ -259,3 +259,27 @@ test("the Debian build has no cdev: BIND_IOMMUFD on a device fd is ENOTTY", asyn
   assert.ok(dev >= 0);
   assert.equal(p.bind(dev, c).ret, err("ENOTTY"));
 });
+
+test(
+  "attaching to an IOAS whose area is far larger than the memory behind it fails at its first hole",
+  { timeout: 5_000 },
+  async () => {
+    // Without a domain IOAS_MAP pins nothing; the attach fills the new domain and pins the
+    // area then, a batch at a time (pfn_reader_user_pin), so EFAULT comes at once.
+    const k = await bootIommufd();
+    const p = Proc.spawn(k);
+    const iommufd = p.open("/dev/iommu");
+    const dev = p.open(p.toVfio(NVME));
+    assert.equal(p.bind(dev, iommufd).ret, 0);
+    const ioas = p.ioasAlloc(iommufd);
+    const buf = p.mmap(4096);
+    p.touch(buf, 4096);
+    assert.equal(
+      p.map(iommufd, ioas, buf, 1n << 36n, 1n << 33n).ret,
+      0,
+      "no domain: nothing pinned",
+    );
+    assert.equal(p.attach(dev, ioas).ret, err("EFAULT"));
+    assert.equal(p.attach(dev, ioas).ret, err("EFAULT"), "nothing left half-attached");
+  },
+);

@@ -30,6 +30,9 @@ import type { IoptArea } from "./io_pagetable.js";
 
 export const PAGE = BigInt(PAGE_SIZE);
 export const ULONG_MAX = (1n << 64n) - 1n;
+
+/** PAGE_SIZE / sizeof(struct page *): pages pinned per pin_user_pages_remote() call. */
+const PIN_BATCH = 512;
 /** SIZE_MAX on 64-bit. */
 const SIZE_MAX = ULONG_MAX;
 
@@ -105,8 +108,10 @@ export class IoptPages {
         idx++;
         continue;
       }
+      // pfn_reader_user_pin() pins at most a page of struct page pointers at a time, so an
+      // area far larger than the memory behind it fails at its first hole, not at its end.
       let n = 1;
-      while (idx + n <= last && !this.pinned.has(idx + n)) n++;
+      while (n < PIN_BATCH && idx + n <= last && !this.pinned.has(idx + n)) n++;
       // pfn_reader_user_pin(): mmget_not_zero() of a remote mm
       const got =
         this.sourceMm.alive && this.sourceMm.pin(this.uptr + BigInt(idx) * PAGE, n, this.writable);
