@@ -16,11 +16,11 @@ import { ROOT, oracleCases } from "./support/paths.js";
 
 const PENDING: Record<string, string> = {};
 
-for (const [name, dir] of oracleCases()) {
+/** One recorded case: replayed on the model, every result line as the kernel's. */
+function replaysIdentically(kind: string, name: string, dir: string, pending?: string): void {
   const files = ["snapshot.tar.gz", "script.jsonl", "expected.jsonl"].map((f) => join(dir, f));
-  if (!files.every((f) => existsSync(f))) continue;
-  const pending = PENDING[name];
-  test(`oracle case ${name} replays identically`, pending ? { todo: pending } : {}, async () => {
+  if (!files.every((f) => existsSync(f))) return;
+  test(`${kind} ${name} replays identically`, pending ? { todo: pending } : {}, async () => {
     const host = await loadHost(files[0] as string);
     const got = replay(host, loadScript(files[1] as string));
     const want = readFileSync(files[2] as string, "utf8")
@@ -30,6 +30,9 @@ for (const [name, dir] of oracleCases()) {
     for (let i = 0; i < want.length; i++) assert.equal(got[i], want[i], `line ${i + 1}`);
   });
 }
+
+for (const [name, dir] of oracleCases())
+  replaysIdentically("oracle case", name, dir, PENDING[name]);
 
 /**
  * The generated corpus (test/oracle/generated, written by src/oracle/generate and recorded
@@ -49,19 +52,5 @@ function pendingGenerated(name: string): string | undefined {
   return key ? PENDING_GENERATED[key] : undefined;
 }
 
-for (const name of existsSync(GENERATED) ? readdirSync(GENERATED).sort() : []) {
-  const files = ["snapshot.tar.gz", "script.jsonl", "expected.jsonl"].map((f) =>
-    join(GENERATED, name, f),
-  );
-  if (!files.every((f) => existsSync(f))) continue;
-  const pending = pendingGenerated(name);
-  test(`generated case ${name} replays identically`, pending ? { todo: pending } : {}, async () => {
-    const host = await loadHost(files[0] as string);
-    const got = replay(host, loadScript(files[1] as string));
-    const want = readFileSync(files[2] as string, "utf8")
-      .trimEnd()
-      .split("\n");
-    assert.equal(got.length, want.length, "one result line per operation");
-    for (let i = 0; i < want.length; i++) assert.equal(got[i], want[i], `line ${i + 1}`);
-  });
-}
+for (const name of existsSync(GENERATED) ? readdirSync(GENERATED).sort() : [])
+  replaysIdentically("generated case", name, join(GENERATED, name), pendingGenerated(name));
